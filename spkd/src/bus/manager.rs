@@ -1,0 +1,275 @@
+//! `xyz.smech.Spk1.Manager` at `/xyz/smech/Spk1`: turns method calls into engine requests and
+//! transaction objects, and publishes the daemon-wide properties.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::{Connection, interface};
+
+use super::errors::BusError;
+use super::transaction::{self, Transaction};
+use spk_engine::{Action, Engine, Options, PackageInfo, Request};
+
+pub const PATH: &str = "/xyz/smech/Spk1";
+/// How long a finished transaction stays on the bus for late readers.
+pub const RETENTION: Duration = Duration::from_secs(120);
+
+pub struct Manager {
+    engine: Arc<Engine>,
+    next_id: AtomicU64,
+    /// Live and recently finished transactions: path and cancel handle.
+    transactions: Arc<Mutex<Vec<(OwnedObjectPath, CancellationToken)>>>,
+    /// Parent of every transaction's token: cancelled on shutdown.
+    shutdown: CancellationToken,
+}
+
+impl Manager {
+    pub fn new(engine: Arc<Engine>, shutdown: CancellationToken) -> Manager {
+        Manager {
+            engine,
+            next_id: AtomicU64::new(1),
+            transactions: Arc::default(),
+            shutdown,
+        }
+    }
+
+    async fn start(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        action: Action,
+        names: Vec<String>,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<OwnedObjectPath, BusError> {
+        let req = Request {
+            action,
+            names,
+            options: parse_options(&options)?,
+        };
+        self.engine.validate(&req)?;
+        let uid = super::auth::authorize(conn, header, action).await?;
+        if self.shutdown.is_cancelled() {
+            return Err(BusError::NotAvailable("spkd is shutting down".into()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = OwnedObjectPath::try_from(format!("{PATH}/transaction/{id}"))
+            .map_err(|e| BusError::ZBus(e.into()))?;
+        let cancel = self.shutdown.child_token();
+        let server = conn.object_server();
+        server
+            .at(&path, Transaction::new(&req, uid, cancel.clone()))
+            .await?;
+        let iface = server.interface::<_, Transaction>(&path).await?;
+        self.transactions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((path.clone(), cancel.clone()));
+        tracing::info!(%path, uid, action = action.as_str(), names = ?req.names, "transaction queued");
+
+        let engine = self.engine.clone();
+        let conn = conn.clone();
+        let transactions = self.transactions.clone();
+        let tx_path = path.clone();
+        tokio::spawn(async move {
+            let busy_watch = notify_busy_soon(conn.clone());
+            let outcome = transaction::run(engine, req, cancel, iface).await;
+            busy_watch.abort();
+            announce(&conn, action, outcome.as_ref().ok()).await;
+            tokio::time::sleep(RETENTION).await;
+            let _ = conn
+                .object_server()
+                .remove::<Transaction, _>(&tx_path)
+                .await;
+            transactions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(p, _)| p != &tx_path);
+        });
+        Ok(path)
+    }
+}
+
+/// `Busy` flips when a queued transaction gets the root; tell watchers shortly after start.
+fn notify_busy_soon(conn: Connection) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(m) = conn.object_server().interface::<_, Manager>(PATH).await {
+            let _ = m.get().await.busy_changed(m.signal_emitter()).await;
+        }
+    })
+}
+
+/// After a transaction: publish the new update count, busy flag, last refresh, and
+/// `UpdatesAvailable` when a refresh found updates.
+async fn announce(conn: &Connection, action: Action, outcome: Option<&spk_engine::Outcome>) {
+    let Ok(m) = conn.object_server().interface::<_, Manager>(PATH).await else {
+        return;
+    };
+    let emitter = m.signal_emitter();
+    let manager = m.get().await;
+    let _ = manager.update_count_changed(emitter).await;
+    let _ = manager.busy_changed(emitter).await;
+    let _ = manager.last_refresh_changed(emitter).await;
+    drop(manager);
+    if let Some(outcome) = outcome {
+        if action == Action::Refresh && !outcome.updates.is_empty() {
+            let count = u32::try_from(outcome.updates.len()).unwrap_or(u32::MAX);
+            if let Err(e) =
+                Manager::updates_available(emitter, count, outcome.updates.clone()).await
+            {
+                tracing::warn!(error = %e, "could not emit UpdatesAvailable");
+            }
+        }
+    }
+}
+
+fn parse_options(options: &HashMap<String, OwnedValue>) -> Result<Options, BusError> {
+    let mut out = Options::default();
+    for (key, value) in options {
+        let flag = match key.as_str() {
+            "reinstall" => &mut out.reinstall,
+            "download-only" => &mut out.download_only,
+            "dry-run" => &mut out.dry_run,
+            "force" => &mut out.force,
+            other => {
+                return Err(BusError::InvalidArgs(format!(
+                    "unknown option '{}' (known: reinstall, download-only, dry-run, force)",
+                    other.escape_debug()
+                )));
+            }
+        };
+        *flag = match &**value {
+            Value::Bool(b) => *b,
+            v => {
+                return Err(BusError::InvalidArgs(format!(
+                    "option '{key}' must be a boolean, not '{}'",
+                    v.value_signature()
+                )));
+            }
+        };
+    }
+    Ok(out)
+}
+
+fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
+    let mut d = HashMap::new();
+    let mut put = |k: &str, v: Value<'_>| {
+        if let Ok(v) = v.try_to_owned() {
+            d.insert(k.to_owned(), v);
+        }
+    };
+    put("name", p.name.into());
+    put("kind", p.kind.into());
+    put("state", p.state.into());
+    put("installed-version", p.installed_version.into());
+    put("available-version", p.available_version.into());
+    put("size", p.size.into());
+    put("installed-size", p.installed_size.into());
+    put("description", p.description.into());
+    put("repo", p.repo.into());
+    put("verified-by", p.verified_by.into());
+    put("files", p.files.into());
+    d
+}
+
+#[interface(name = "xyz.smech.Spk1.Manager")]
+impl Manager {
+    /// Fetch every repository's index; `UpdatesAvailable` follows when updates exist.
+    async fn refresh(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BusError> {
+        self.start(conn, &header, Action::Refresh, Vec::new(), options)
+            .await
+    }
+
+    async fn install(
+        &self,
+        names: Vec<String>,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BusError> {
+        self.start(conn, &header, Action::Install, names, options)
+            .await
+    }
+
+    /// Upgrade the named packages, or every installed one when `names` is empty.
+    async fn upgrade(
+        &self,
+        names: Vec<String>,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BusError> {
+        self.start(conn, &header, Action::Upgrade, names, options)
+            .await
+    }
+
+    async fn remove(
+        &self,
+        names: Vec<String>,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BusError> {
+        self.start(conn, &header, Action::Remove, names, options)
+            .await
+    }
+
+    async fn list_packages(&self) -> Result<Vec<HashMap<String, OwnedValue>>, BusError> {
+        Ok(self.engine.list()?.into_iter().map(package_dict).collect())
+    }
+
+    async fn get_transactions(&self) -> Vec<OwnedObjectPath> {
+        self.transactions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    #[zbus(property)]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    #[zbus(property)]
+    fn root(&self) -> String {
+        self.engine.root().display().to_string()
+    }
+
+    #[zbus(property)]
+    fn update_count(&self) -> u32 {
+        self.engine
+            .updates()
+            .map(|u| u32::try_from(u.len()).unwrap_or(u32::MAX))
+            .unwrap_or(0)
+    }
+
+    #[zbus(property)]
+    fn last_refresh(&self) -> u64 {
+        self.engine.last_refresh()
+    }
+
+    #[zbus(property)]
+    fn busy(&self) -> bool {
+        self.engine.busy()
+    }
+
+    #[zbus(signal)]
+    async fn updates_available(
+        emitter: &SignalEmitter<'_>,
+        count: u32,
+        names: Vec<String>,
+    ) -> zbus::Result<()>;
+}

@@ -1,0 +1,218 @@
+//! `spk.toml`: the package sources and the daemon's tunables. Unknown keys are refused so a typo
+//! is a clear start-up error naming the key instead of a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Package sources, in priority order: the first one offering a name wins.
+    #[serde(default, rename = "repo")]
+    pub repos: Vec<RepoConfig>,
+    /// How many packages are downloaded and unpacked at once (default: number of CPUs, ≥ 2).
+    #[serde(default)]
+    pub parallel_downloads: Option<usize>,
+    /// Seconds without any received byte before a download is abandoned (default 30).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: u64,
+    /// Seconds to establish a connection (default 15).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u64,
+}
+
+/// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub name: String,
+    pub kind: RepoKind,
+    /// `index`: base URL holding `index.json` and the tarballs.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `index`: further base URLs with the same files, tried in order.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// `github`: repository owner and name.
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// `github`: a release tag; default the latest release.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// `github`: API base URL; default `https://api.github.com`.
+    #[serde(default)]
+    pub api: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoKind {
+    Index,
+    Github,
+}
+
+/// Where a repository's packages come from, after the config was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// Base URLs (first the primary, then mirrors), each holding `index.json` and the tarballs.
+    Index { urls: Vec<String> },
+    /// A GitHub release (`releases/latest` or a pinned tag).
+    Github {
+        api: String,
+        owner: String,
+        repo: String,
+        tag: Option<String>,
+    },
+}
+
+impl RepoConfig {
+    pub fn source(&self) -> std::result::Result<SourceConfig, String> {
+        let need = |v: &Option<String>, key: &str| {
+            v.clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| format!("repo '{}': key '{key}' is required", self.name))
+        };
+        match self.kind {
+            RepoKind::Index => {
+                let mut urls = vec![need(&self.url, "url")?];
+                urls.extend(self.mirrors.iter().cloned());
+                for u in &urls {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(format!(
+                            "repo '{}': url '{u}' must start with http:// or https://",
+                            self.name
+                        ));
+                    }
+                }
+                Ok(SourceConfig::Index { urls })
+            }
+            RepoKind::Github => Ok(SourceConfig::Github {
+                api: self
+                    .api
+                    .clone()
+                    .unwrap_or_else(|| "https://api.github.com".to_owned()),
+                owner: need(&self.owner, "owner")?,
+                repo: need(&self.repo, "repo")?,
+                tag: self.tag.clone(),
+            }),
+        }
+    }
+}
+
+fn default_stall_timeout() -> u64 {
+    30
+}
+fn default_connect_timeout() -> u64 {
+    15
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            repos: Vec::new(),
+            parallel_downloads: None,
+            stall_timeout: default_stall_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+impl Config {
+    /// Read and check a config file; a missing file is an error (spkd without sources is useless).
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| Error::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for repo in &self.repos {
+            if repo.name.is_empty() || !seen.insert(repo.name.as_str()) {
+                return Err(bad(format!(
+                    "repo.name '{}' is empty or used twice",
+                    repo.name
+                )));
+            }
+            repo.source().map_err(bad)?;
+        }
+        if self.parallel_downloads == Some(0) {
+            return Err(bad("parallel_downloads must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn parallelism(&self) -> usize {
+        self.parallel_downloads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        })
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout.max(1))
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout.max(1))
+    }
+}
+
+/// Where the config lives for a target root.
+pub fn default_path(root: &Path) -> PathBuf {
+    root.join("etc/spk/spk.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_source_kinds() {
+        let text = r#"
+            [[repo]]
+            name = "smechdeploy"
+            kind = "github"
+            owner = "Smech-Labs"
+            repo = "SmechDeploy"
+
+            [[repo]]
+            name = "local"
+            kind = "index"
+            url = "https://mirror.example/smechos/"
+            mirrors = ["https://mirror2.example/smechos/"]
+        "#;
+        let c = Config::parse(text, Path::new("spk.toml")).unwrap();
+        assert_eq!(c.repos.len(), 2);
+        assert!(matches!(c.repos[1].source(), Ok(SourceConfig::Index { urls }) if urls.len() == 2));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("paralel_downloads = 3\n", Path::new("spk.toml")).unwrap_err();
+        assert!(err.to_string().contains("paralel_downloads"), "{err}");
+    }
+}

@@ -1,0 +1,255 @@
+//! The package database (redb): installed packages with their manifests, which package owns
+//! which path, the commit journal, and small metadata (cached indexes, last refresh). Every
+//! change is one ACID redb transaction; after each, a plain-text JSON dump of the installed state
+//! is rewritten beside it, from which the database can be rebuilt by hand.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::PackageKind;
+use crate::manifest::{FileKind, FileRecord};
+
+const PACKAGES: TableDefinition<&str, &str> = TableDefinition::new("packages");
+const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
+const JOURNAL: TableDefinition<&str, &str> = TableDefinition::new("journal");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// One installed package, as recorded after its commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstalledPackage {
+    pub name: String,
+    pub version: String,
+    pub kind: PackageKind,
+    pub sha256: String,
+    pub repo: String,
+    pub size: u64,
+    pub installed_size: u64,
+    pub description: String,
+    /// Unix seconds.
+    pub installed_at: u64,
+    pub files: Vec<FileRecord>,
+}
+
+/// A commit in progress, written durably before the first rename so that start-up recovery can
+/// finish it (roll forward): the live root then holds wholly the new version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Intent {
+    Install {
+        staging: PathBuf,
+        package: InstalledPackage,
+        /// Files of the previous version that the new one no longer ships.
+        dropped: Vec<FileRecord>,
+    },
+    Remove {
+        package: InstalledPackage,
+    },
+}
+
+impl Intent {
+    pub fn package_name(&self) -> &str {
+        match self {
+            Intent::Install { package, .. } | Intent::Remove { package } => &package.name,
+        }
+    }
+}
+
+pub struct Database {
+    db: redb::Database,
+    dump_path: PathBuf,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Database(e.to_string()))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Database(format!("corrupt record: {e}")))
+}
+
+impl Database {
+    /// Open (or create) the database at `dir/packages.redb`.
+    pub fn open(dir: &Path) -> Result<Database> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let db = redb::Database::create(dir.join("packages.redb"))?;
+        let txn = db.begin_write()?;
+        txn.open_table(PACKAGES)?;
+        txn.open_table(OWNERS)?;
+        txn.open_table(JOURNAL)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Database {
+            db,
+            dump_path: dir.join("installed.json"),
+        })
+    }
+
+    pub fn installed(&self) -> Result<BTreeMap<String, InstalledPackage>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PACKAGES)?;
+        let mut out = BTreeMap::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_owned(), parse(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn package(&self, name: &str) -> Result<Option<InstalledPackage>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PACKAGES)?;
+        table.get(name)?.map(|v| parse(v.value())).transpose()
+    }
+
+    /// Paths among `records` that another installed package owns: `(path, owner)`.
+    pub fn conflicts(
+        &self,
+        package: &str,
+        records: &[FileRecord],
+    ) -> Result<Vec<(String, String)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OWNERS)?;
+        let mut out = Vec::new();
+        for r in records.iter().filter(|r| !r.is_dir()) {
+            if let Some(owner) = table.get(r.path.as_str())? {
+                if owner.value() != package {
+                    out.push((r.path.clone(), owner.value().to_owned()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn journal(&self) -> Result<Vec<Intent>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(JOURNAL)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            out.push(parse(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Durably note a commit about to start.
+    pub fn begin(&self, intent: &Intent) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(JOURNAL)?
+            .insert(intent.package_name(), json(intent)?.as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Record the outcome of a finished commit and drop its journal entry, atomically.
+    pub fn complete(&self, intent: &Intent) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut packages = txn.open_table(PACKAGES)?;
+            let mut owners = txn.open_table(OWNERS)?;
+            match intent {
+                Intent::Install {
+                    package, dropped, ..
+                } => {
+                    for r in dropped.iter().filter(|r| !r.is_dir()) {
+                        remove_owner(&mut owners, &r.path, &package.name)?;
+                    }
+                    for r in package.files.iter().filter(|r| !r.is_dir()) {
+                        owners.insert(r.path.as_str(), package.name.as_str())?;
+                    }
+                    packages.insert(package.name.as_str(), json(package)?.as_str())?;
+                }
+                Intent::Remove { package } => {
+                    for r in package.files.iter().filter(|r| !r.is_dir()) {
+                        remove_owner(&mut owners, &r.path, &package.name)?;
+                    }
+                    packages.remove(package.name.as_str())?;
+                }
+            }
+            txn.open_table(JOURNAL)?.remove(intent.package_name())?;
+        }
+        txn.commit()?;
+        self.write_dump()
+    }
+
+    /// Forget a journal entry whose commit never started touching the root.
+    pub fn abandon(&self, name: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(JOURNAL)?.remove(name)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Rewrite `installed.json` (write to a temporary name, then rename: never half a file).
+    fn write_dump(&self) -> Result<()> {
+        let all = self.installed()?;
+        let text = serde_json::to_vec_pretty(&all).map_err(|e| Error::Database(e.to_string()))?;
+        let tmp = self.dump_path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.dump_path))
+            .map_err(|e| Error::io(format!("writing {}", self.dump_path.display()), e))
+    }
+}
+
+/// Drop `path`'s owner entry only if `package` still owns it (a forced overwrite may have
+/// given it to another package since).
+fn remove_owner(owners: &mut redb::Table<&str, &str>, path: &str, package: &str) -> Result<()> {
+    let owned = owners.get(path)?.is_some_and(|o| o.value() == package);
+    if owned {
+        owners.remove(path)?;
+    }
+    Ok(())
+}
+
+/// Files of `old` that `new` no longer ships (what an upgrade must delete).
+pub fn dropped_files(old: &[FileRecord], new: &[FileRecord]) -> Vec<FileRecord> {
+    let keep: std::collections::HashSet<&str> = new.iter().map(|r| r.path.as_str()).collect();
+    old.iter()
+        .filter(|r| !keep.contains(r.path.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Count of regular files and symlinks (what `info` shows as the package's files).
+pub fn file_count(files: &[FileRecord]) -> usize {
+    files
+        .iter()
+        .filter(|r| !matches!(r.kind, FileKind::Dir))
+        .count()
+}
+
+impl Database {
+    /// The records among `records` that `package` still owns (directories always count: they
+    /// are removed only when empty).
+    pub fn owned_by(&self, package: &str, records: &[FileRecord]) -> Result<Vec<FileRecord>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OWNERS)?;
+        let mut out = Vec::new();
+        for r in records {
+            let mine = r.is_dir()
+                || table
+                    .get(r.path.as_str())?
+                    .is_none_or(|o| o.value() == package);
+            if mine {
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,179 @@
+//! The engine's one error type. Every variant says what failed and carries the package, path or
+//! URL a person needs to act on it; [`Error::kind`] sorts them into the few classes that the
+//! D-Bus layer turns into `xyz.smech.Spk1.Error.*` names.
+
+use std::path::PathBuf;
+
+/// The class of a failure, as clients see it (one D-Bus error name per class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    UnknownPackage,
+    NotAuthorized,
+    Network,
+    Verification,
+    Conflict,
+    Cancelled,
+    Io,
+    InvalidArgs,
+    NotAvailable,
+}
+
+impl ErrorKind {
+    /// The suffix of the D-Bus error name, e.g. `Verification`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::UnknownPackage => "UnknownPackage",
+            ErrorKind::NotAuthorized => "NotAuthorized",
+            ErrorKind::Network => "Network",
+            ErrorKind::Verification => "Verification",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::Cancelled => "Cancelled",
+            ErrorKind::Io => "Io",
+            ErrorKind::InvalidArgs => "InvalidArgs",
+            ErrorKind::NotAvailable => "NotAvailable",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown package '{0}': no configured repository offers it")]
+    UnknownPackage(String),
+
+    #[error(
+        "base-system is known to be broken upstream and is not offered by the current release; \
+         spk refuses it until a release lists it again"
+    )]
+    BrokenUpstream,
+
+    #[error("package '{0}' is not installed")]
+    NotInstalled(String),
+
+    #[error("{0}")]
+    InvalidArgs(String),
+
+    #[error("configuration {path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("{package}: download of {url} failed: {reason}")]
+    Download {
+        package: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error("fetching {url} failed: {reason}")]
+    Index { url: String, reason: String },
+
+    #[error("{url}: {reason}")]
+    BadIndex { url: String, reason: String },
+
+    #[error("{package}: sha256 mismatch for {url}: expected {expected}, got {actual}")]
+    HashMismatch {
+        package: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("{package}: size mismatch for {url}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        package: String,
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("{package}: refused archive entry '{entry}': {reason}")]
+    UnsafeEntry {
+        package: String,
+        entry: String,
+        reason: String,
+    },
+
+    #[error("{package}: corrupt archive: {reason}")]
+    CorruptArchive { package: String, reason: String },
+
+    #[error("{package}: {path} is owned by package {owner}")]
+    FileConflict {
+        package: String,
+        path: String,
+        owner: String,
+    },
+
+    #[error("{package}: cannot place {path}: {reason}")]
+    PathConflict {
+        package: String,
+        path: String,
+        reason: String,
+    },
+
+    #[error("{0}")]
+    NotAuthorized(String),
+
+    #[error("transaction cancelled")]
+    Cancelled,
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("package database: {0}")]
+    Database(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UnknownPackage(_) | Error::NotInstalled(_) => ErrorKind::UnknownPackage,
+            Error::BrokenUpstream => ErrorKind::NotAvailable,
+            Error::InvalidArgs(_) | Error::Config { .. } => ErrorKind::InvalidArgs,
+            Error::Download { .. } | Error::Index { .. } => ErrorKind::Network,
+            Error::BadIndex { .. }
+            | Error::HashMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::UnsafeEntry { .. }
+            | Error::CorruptArchive { .. } => ErrorKind::Verification,
+            Error::FileConflict { .. } | Error::PathConflict { .. } => ErrorKind::Conflict,
+            Error::NotAuthorized(_) => ErrorKind::NotAuthorized,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Io { .. } | Error::Database(_) => ErrorKind::Io,
+        }
+    }
+
+    /// Wrap an I/O error with what was being done (and to which path).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        Error::Database(e.to_string())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Database(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

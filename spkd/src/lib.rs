@@ -1,0 +1,24 @@
+//! spk's engine: package sources, verified streaming downloads, safe unpacking into staging,
+//! atomic commits into a target root, and the package database. It knows nothing of D-Bus or
+//! terminals; `spkd`'s bus layer is a thin adapter over [`engine::Engine`].
+
+pub mod catalog;
+pub mod commit;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod entry_path;
+pub mod error;
+pub mod fetch;
+pub mod index;
+pub mod layout;
+pub mod manifest;
+pub mod progress;
+pub mod source;
+pub mod stage;
+pub mod unpack;
+pub mod verify;
+
+pub use engine::{Action, Engine, Options, Outcome, PackageInfo, Request};
+pub use error::{Error, ErrorKind, Result};
+pub use progress::{Event, Reporter, Stage, TxState};

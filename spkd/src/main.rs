@@ -1,0 +1,133 @@
+//! spkd: the SmechOS package manager daemon. Owns `xyz.smech.Spk1` on the system bus (or a bus
+//! given on the command line) and is the only process that writes the target root.
+
+mod bus;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use spk_engine::Engine;
+use spk_engine::config::{self, Config};
+
+const BUS_NAME: &str = "xyz.smech.Spk1";
+
+#[derive(Debug, Parser)]
+#[command(name = "spkd", version, about = "SmechOS package manager daemon")]
+struct Args {
+    /// Configuration file [default: ROOT/etc/spk/spk.toml]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Target root to manage
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Connect to this D-Bus address (e.g. unix:path=/run/x)
+    #[arg(long, conflicts_with_all = ["system", "session"])]
+    bus: Option<String>,
+    /// Connect to the system bus (the default)
+    #[arg(long, conflicts_with = "session")]
+    system: bool,
+    /// Connect to the session bus (development)
+    #[arg(long)]
+    session: bool,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("spkd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("spkd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    // spkd's own files (database, cache) get 0644/0755; unpack restores group/other write
+    // bits that a package asks for (see `unpack::UMASK`).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(spk_engine::unpack::UMASK));
+    let root = args.root.clone();
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| config::default_path(&root));
+    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+    let engine = Arc::new(Engine::open(&root, config).map_err(|e| e.to_string())?);
+    tracing::info!(root = %root.display(), config = %config_path.display(), "engine ready");
+
+    let shutdown = CancellationToken::new();
+    let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone());
+    let builder = match (&args.bus, args.session) {
+        (Some(address), _) => zbus::connection::Builder::address(address.as_str()),
+        (None, true) => zbus::connection::Builder::session(),
+        (None, false) => zbus::connection::Builder::system(),
+    }
+    .map_err(|e| format!("D-Bus: {e}"))?;
+    let conn = builder
+        .serve_at(bus::manager::PATH, manager)
+        .map_err(|e| format!("D-Bus: {e}"))?
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect to D-Bus: {e}"))?;
+    // Own the name only once the objects are served, and never queue behind another spkd.
+    conn.request_name_with_flags(BUS_NAME, zbus::fdo::RequestNameFlags::DoNotQueue.into())
+        .await
+        .map_err(|e| format!("cannot own {BUS_NAME} (is another spkd running?): {e}"))
+        .and_then(|reply| match reply {
+            zbus::fdo::RequestNameReply::PrimaryOwner
+            | zbus::fdo::RequestNameReply::AlreadyOwner => Ok(()),
+            other => Err(format!(
+                "cannot own {BUS_NAME} ({other:?}): another spkd is running"
+            )),
+        })?;
+    tracing::info!("serving {BUS_NAME}");
+
+    wait_for_termination().await?;
+    tracing::info!("stopping: cancelling transactions");
+    shutdown.cancel();
+    // Let the running transaction reach a safe point (download abandoned, or the current
+    // package's commit finished).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while engine.busy() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = conn.release_name(BUS_NAME).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_termination() -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Progress of a transaction as events for whoever watches it (the D-Bus layer turns them into
+//! properties and signals). The overall percentage weighs the streaming phase (download, verify,
+//! unpack: 90 %) and the commits (10 %), and never goes down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    Queued,
+    Resolving,
+    Downloading,
+    Installing,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl TxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Queued => "queued",
+            TxState::Resolving => "resolving",
+            TxState::Downloading => "downloading",
+            TxState::Installing => "installing",
+            TxState::Finished => "finished",
+            TxState::Failed => "failed",
+            TxState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TxState::Finished | TxState::Failed | TxState::Cancelled
+        )
+    }
+}
+
+/// What a package is going through, as named in `Progress` signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Downloading,
+    Installing,
+    Removing,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Downloading => "downloading",
+            Stage::Installing => "installing",
+            Stage::Removing => "removing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    State(TxState),
+    Progress {
+        package: String,
+        stage: Stage,
+        done: u64,
+        total: u64,
+    },
+    Overall {
+        percentage: u32,
+        bytes_done: u64,
+        bytes_total: u64,
+    },
+    Current(String),
+    PackageDone {
+        name: String,
+        version: String,
+    },
+}
+
+#[derive(Default)]
+struct Totals {
+    bytes: HashMap<String, (u64, u64)>,
+    commits_done: u32,
+    commits_total: u32,
+    last_percentage: u32,
+}
+
+impl Totals {
+    fn percentage(&mut self) -> (u32, u64, u64) {
+        let done: u64 = self.bytes.values().map(|(d, _)| *d).sum();
+        let total: u64 = self.bytes.values().map(|(_, t)| *t).sum();
+        let commit_share = if self.commits_total == 0 {
+            0.0
+        } else {
+            f64::from(self.commits_done) / f64::from(self.commits_total)
+        };
+        let pct = if total == 0 {
+            100.0 * commit_share
+        } else {
+            90.0 * (done as f64 / total as f64).min(1.0) + 10.0 * commit_share
+        };
+        // 100 is only reached by `finish`; until then the work is not done.
+        let pct = (pct as u32).min(99).max(self.last_percentage);
+        self.last_percentage = pct;
+        (pct, done, total)
+    }
+}
+
+/// Sends a transaction's events; cheap to clone into concurrent package tasks.
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<Event>,
+    totals: Arc<Mutex<Totals>>,
+}
+
+impl Reporter {
+    pub fn new() -> (Reporter, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Reporter {
+                tx,
+                totals: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    fn send(&self, event: Event) {
+        // A watcher that went away is not the transaction's problem.
+        let _ = self.tx.send(event);
+    }
+
+    pub fn state(&self, state: TxState) {
+        self.send(Event::State(state));
+    }
+
+    pub fn current(&self, name: &str) {
+        self.send(Event::Current(name.to_owned()));
+    }
+
+    /// Announce the work: bytes to stream per package, and how many commits follow.
+    pub fn plan(&self, streams: &[(String, u64)], commits: usize) {
+        let mut t = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        for (name, size) in streams {
+            t.bytes.insert(name.clone(), (0, *size));
+        }
+        t.commits_total = u32::try_from(commits).unwrap_or(u32::MAX);
+        drop(t);
+        self.overall();
+    }
+
+    fn overall(&self) {
+        let (percentage, bytes_done, bytes_total) = self
+            .totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .percentage();
+        self.send(Event::Overall {
+            percentage,
+            bytes_done,
+            bytes_total,
+        });
+    }
+
+    pub fn package(&self, name: &str, total: u64) -> PackageProgress {
+        PackageProgress {
+            reporter: self.clone(),
+            name: name.to_owned(),
+            total,
+        }
+    }
+
+    /// One package committed (or removed): `PackageDone` and the commit share of the percentage.
+    pub fn package_done(&self, name: &str, version: &str) {
+        self.totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .commits_done += 1;
+        self.send(Event::PackageDone {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        });
+        self.overall();
+    }
+
+    pub fn stage(&self, name: &str, stage: Stage, done: u64, total: u64) {
+        self.send(Event::Progress {
+            package: name.to_owned(),
+            stage,
+            done,
+            total,
+        });
+    }
+}
+
+/// Progress of one package's stream.
+pub struct PackageProgress {
+    reporter: Reporter,
+    name: String,
+    total: u64,
+}
+
+impl PackageProgress {
+    pub fn bytes(&self, done: u64) {
+        {
+            let mut t = self
+                .reporter
+                .totals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let entry = t.bytes.entry(self.name.clone()).or_insert((0, self.total));
+            if entry.0 == done {
+                return;
+            }
+            entry.0 = done;
+        }
+        self.reporter
+            .stage(&self.name, Stage::Downloading, done, self.total);
+        self.reporter.overall();
+    }
+
+    /// The stream starts over (damaged cache entry): the package's bytes count from zero again;
+    /// the overall percentage holds until they catch up.
+    pub fn restart(&self) {
+        let mut t = self
+            .reporter
+            .totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        t.bytes.insert(self.name.clone(), (0, self.total));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentage_never_decreases() {
+        let (r, mut rx) = Reporter::new();
+        r.plan(&[("a".into(), 100), ("b".into(), 100)], 2);
+        let a = r.package("a", 100);
+        a.bytes(100);
+        a.restart();
+        a.bytes(10);
+        r.package_done("a", "1");
+        let mut last = 0;
+        while let Ok(ev) = rx.try_recv() {
+            if let Event::Overall { percentage, .. } = ev {
+                assert!(percentage >= last, "{percentage} < {last}");
+                last = percentage;
+            }
+        }
+        assert!(last >= 45 && last < 100, "{last}");
+    }
+}
