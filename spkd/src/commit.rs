@@ -221,10 +221,10 @@ pub fn remove(root: &Path, records: &[FileRecord]) -> Result<(), PlaceError> {
         live.forget(path);
         let Ok(fd) = live.dir(dir) else { continue };
         // Only a real, empty directory goes; a symlink standing in for it stays.
-        if let Ok(st) = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                continue;
-            }
+        if let Ok(st) = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            && FileType::from_raw_mode(st.st_mode) != FileType::Directory
+        {
+            continue;
         }
         match rustix::fs::unlinkat(fd, name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => {}

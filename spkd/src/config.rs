@@ -20,6 +20,9 @@ pub struct Config {
     /// Seconds without any received byte before a download is abandoned (default 30).
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: u64,
+    /// Further attempts of a failed download per mirror, resuming where it stopped (default 3).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
     /// Seconds to establish a connection (default 15).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: u64,
@@ -108,6 +111,9 @@ impl RepoConfig {
 fn default_stall_timeout() -> u64 {
     30
 }
+fn default_retries() -> u32 {
+    3
+}
 fn default_connect_timeout() -> u64 {
     15
 }
@@ -119,6 +125,7 @@ impl Default for Config {
             parallel_downloads: None,
             stall_timeout: default_stall_timeout(),
             connect_timeout: default_connect_timeout(),
+            retries: default_retries(),
         }
     }
 }
@@ -174,6 +181,13 @@ impl Config {
 
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout.max(1))
+    }
+
+    pub fn retry_policy(&self) -> crate::fetch::RetryPolicy {
+        crate::fetch::RetryPolicy {
+            retries: self.retries,
+            backoff: Duration::from_millis(250),
+        }
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -116,10 +116,10 @@ impl Database {
         let table = txn.open_table(OWNERS)?;
         let mut out = Vec::new();
         for r in records.iter().filter(|r| !r.is_dir()) {
-            if let Some(owner) = table.get(r.path.as_str())? {
-                if owner.value() != package {
-                    out.push((r.path.clone(), owner.value().to_owned()));
-                }
+            if let Some(owner) = table.get(r.path.as_str())?
+                && owner.value() != package
+            {
+                out.push((r.path.clone(), owner.value().to_owned()));
             }
         }
         Ok(out)

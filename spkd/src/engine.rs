@@ -182,10 +182,8 @@ impl Engine {
     /// Check a request's arguments before it becomes a transaction.
     pub fn validate(&self, req: &Request) -> Result<()> {
         match req.action {
-            Action::Refresh => {
-                if !req.names.is_empty() {
-                    return Err(Error::InvalidArgs("Refresh takes no package names".into()));
-                }
+            Action::Refresh if !req.names.is_empty() => {
+                return Err(Error::InvalidArgs("Refresh takes no package names".into()));
             }
             Action::Install | Action::Remove if req.names.is_empty() => {
                 return Err(Error::InvalidArgs(format!(
@@ -385,7 +383,7 @@ impl Engine {
             });
         }
         // Largest first: the long streams start early and small ones fill in beside them.
-        plan.sort_by(|a, b| b.available.entry.size.cmp(&a.available.entry.size));
+        plan.sort_by_key(|p| std::cmp::Reverse(p.available.entry.size));
         let streams: Vec<(String, u64)> = plan
             .iter()
             .map(|p| (p.available.entry.name.clone(), p.available.entry.size))
@@ -429,6 +427,8 @@ impl Engine {
         unpack: bool,
     ) -> Result<Vec<Staged>> {
         let stream_cancel = cancel.child_token();
+        let retry = self.config.retry_policy();
+        let retry = &retry;
         let jobs = plan.into_iter().map(|planned| {
             let cancel = stream_cancel.clone();
             async move {
@@ -439,6 +439,7 @@ impl Engine {
                 reporter.current(&name);
                 let files = stage::stage(
                     &self.http,
+                    retry,
                     &self.layout.cache,
                     &planned.available,
                     &dir,
@@ -478,14 +479,14 @@ impl Engine {
         for s in &mut staged {
             let name = &s.planned.available.entry.name;
             sort_for_commit(&mut s.files);
-            if !force {
-                if let Some((path, owner)) = self.db.conflicts(name, &s.files)?.into_iter().next() {
-                    return Err(Error::FileConflict {
-                        package: name.clone(),
-                        path,
-                        owner,
-                    });
-                }
+            if !force
+                && let Some((path, owner)) = self.db.conflicts(name, &s.files)?.into_iter().next()
+            {
+                return Err(Error::FileConflict {
+                    package: name.clone(),
+                    path,
+                    owner,
+                });
             }
             commit::preflight(&self.layout.root, &s.files).map_err(|e| Error::PathConflict {
                 package: name.clone(),
@@ -620,13 +621,13 @@ impl Engine {
     fn recover(&self) -> Result<()> {
         for intent in self.db.journal()? {
             let name = intent.package_name().to_owned();
-            if let Intent::Install { staging, .. } = &intent {
-                if !staging.exists() {
-                    // Staging vanishes only after the record was completed; nothing to redo.
-                    tracing::warn!(package = %name, "journal entry without staging; dropped");
-                    self.db.abandon(&name)?;
-                    continue;
-                }
+            if let Intent::Install { staging, .. } = &intent
+                && !staging.exists()
+            {
+                // Staging vanishes only after the record was completed; nothing to redo.
+                tracing::warn!(package = %name, "journal entry without staging; dropped");
+                self.db.abandon(&name)?;
+                continue;
             }
             tracing::warn!(package = %name, "finishing a commit interrupted by a crash");
             self.apply(&intent)?;
@@ -636,10 +637,10 @@ impl Engine {
     }
 
     fn clear_staging(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.layout.staging) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(error = %e, "could not clear the staging area");
-            }
+        if let Err(e) = std::fs::remove_dir_all(&self.layout.staging)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "could not clear the staging area");
         }
     }
 

@@ -252,6 +252,6 @@ mod tests {
                 last = percentage;
             }
         }
-        assert!(last >= 45 && last < 100, "{last}");
+        assert!((45..100).contains(&last), "{last}");
     }
 }

@@ -17,7 +17,7 @@ use crate::fetch;
 use crate::manifest::FileRecord;
 use crate::progress::PackageProgress;
 use crate::unpack::{self, Limits, UnpackError};
-use crate::verify::{ByteCounter, Mismatch, TooLong, Verified};
+use crate::verify::{ByteCounter, Mismatch, Tee, TooLong, Verified};
 
 /// Decoded bytes allowed after the tar end marker (padding); more is refused as a bomb.
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
@@ -28,9 +28,12 @@ pub fn cache_file(cache_dir: &Path, sha256: &str) -> PathBuf {
 }
 
 /// Stage `pkg` into `dir` (created here), from the cache when it holds the tarball, else from
-/// the network. With `unpack == false` (download-only) the tarball is only fetched into the cache.
+/// the network (resuming a `.part` left by an interrupted download). With `unpack == false`
+/// (download-only) the tarball is only fetched into the cache.
+#[allow(clippy::too_many_arguments)]
 pub async fn stage(
     http: &reqwest::Client,
+    retry: &fetch::RetryPolicy,
     cache_dir: &Path,
     pkg: &Available,
     dir: &Path,
@@ -41,7 +44,7 @@ pub async fn stage(
     let name = &pkg.entry.name;
     let cached = cache_file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
-        let source = cached.display().to_string();
+        let source = Source::fixed(cached.display().to_string());
         match run(
             pkg,
             Box::new(file),
@@ -59,37 +62,24 @@ pub async fn stage(
                 // A damaged cache entry is not the repository's fault: drop it, fetch anew.
                 tracing::warn!(package = %name, error = %e, "cached tarball is damaged; downloading again");
                 let _ = std::fs::remove_file(&cached);
+                let _ = std::fs::remove_dir_all(dir);
                 progress.restart();
             }
             Err(e) => return Err(e),
         }
     }
-    let download = tokio::select! {
-        d = fetch::open(http, name, &pkg.urls) => d?,
-        () = cancel.cancelled() => return Err(Error::Cancelled),
-    };
-    std::fs::create_dir_all(cache_dir)
-        .map_err(|e| Error::io(format!("creating {}", cache_dir.display()), e))?;
+    create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
-    let tee = std::fs::File::create(&part)
-        .map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
-    let result = run(
-        pkg,
-        download.body,
-        &download.url,
-        Some(tee),
-        dir,
-        unpack,
-        progress,
-        cancel,
-    )
-    .await;
+    let (body, tee, source) = resume_or_start(http, retry, pkg, &part).await?;
+    let result = run(pkg, body, &source, Some(tee), dir, unpack, progress, cancel).await;
     match result {
         Ok(records) => {
             std::fs::rename(&part, &cached)
                 .map_err(|e| Error::io(format!("caching {}", cached.display()), e))?;
             Ok(records)
         }
+        // What arrived so far is good: keep it so the next attempt resumes.
+        Err(e @ (Error::Download { .. } | Error::Cancelled)) => Err(e),
         Err(e) => {
             let _ = std::fs::remove_file(&part);
             Err(e)
@@ -97,12 +87,75 @@ pub async fn stage(
     }
 }
 
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Where the bytes come from, for error messages: the URL serving them now.
+struct Source {
+    url: Arc<std::sync::Mutex<String>>,
+}
+
+impl Source {
+    fn fixed(s: String) -> Source {
+        Source {
+            url: Arc::new(std::sync::Mutex::new(s)),
+        }
+    }
+
+    fn get(&self) -> String {
+        self.url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+type Body = Box<dyn AsyncRead + Unpin + Send>;
+
+/// The byte stream of a package: the `.part` already on disk (if any), then the network from
+/// where it ends. Returns the stream, the tee into the `.part`, and the source for messages.
+async fn resume_or_start(
+    http: &reqwest::Client,
+    retry: &fetch::RetryPolicy,
+    pkg: &Available,
+    part: &Path,
+) -> Result<(Body, Tee, Source)> {
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let have = if have >= pkg.entry.size { 0 } else { have };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)
+        .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
+    if have == 0 {
+        file.set_len(0)
+            .map_err(|e| Error::io(format!("truncating {}", part.display()), e))?;
+    } else {
+        tracing::info!(package = %pkg.entry.name, bytes = have, "resuming an interrupted download");
+    }
+    let download = fetch::start(http, &pkg.urls, have, retry);
+    let source = Source {
+        url: download.url.clone(),
+    };
+    let body: Body = if have > 0 {
+        let on_disk = tokio::fs::File::open(part)
+            .await
+            .map_err(|e| Error::io(format!("opening {}", part.display()), e))?
+            .take(have);
+        Box::new(on_disk.chain(download.body))
+    } else {
+        download.body
+    };
+    Ok((body, Tee { file, from: have }, source))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     pkg: &Available,
-    body: Box<dyn AsyncRead + Unpin + Send>,
-    source: &str,
-    tee: Option<std::fs::File>,
+    body: Body,
+    source: &Source,
+    tee: Option<Tee>,
     dir: &Path,
     unpack: bool,
     progress: &PackageProgress,
@@ -122,12 +175,15 @@ async fn run(
     };
     progress.bytes(counter.get());
     let name = &pkg.entry.name;
+    let source = source.get();
+    let source = source.as_str();
     let (records, verified) = outcome.map_err(|e| classify(e, pkg, source, counter.get()))?;
     match verified.finish(&pkg.entry.sha256) {
         Ok(tee) => {
-            if let Some(file) = tee {
+            if let Some(tee) = tee {
                 // The cache entry must be whole before it is named by its hash.
-                file.sync_data()
+                tee.file
+                    .sync_data()
                     .map_err(|e| Error::io(format!("{name}: writing cache"), e))?;
             }
             Ok(records)
@@ -146,8 +202,6 @@ async fn run(
         }),
     }
 }
-
-type Body = Box<dyn AsyncRead + Unpin + Send>;
 
 async fn pipeline(
     pkg: &Available,
@@ -208,11 +262,11 @@ fn classify(e: UnpackError, pkg: &Available, source: &str, seen: u64) -> Error {
                     actual: too_long.1,
                 };
             }
-            if let Some(reason) = fetch::is_network_error(&error) {
+            if let Some(failed) = fetch::download_failure(&error) {
                 return Error::Download {
                     package,
-                    url: source.to_owned(),
-                    reason,
+                    url: failed.url.clone(),
+                    reason: failed.reason.clone(),
                 };
             }
             if seen < pkg.entry.size && error.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -155,6 +155,9 @@ impl<'a> Stager<'a> {
                 format!("would be written through the symlink '{}'", link.display()),
             ));
         }
+        if is_pax_sparse(entry).await? {
+            return Err(refuse(shown, "sparse files are not allowed"));
+        }
         let header = entry.header();
         let mode = self.mode(&shown, &rel, header.mode().map_err(UnpackError::Read)?)?;
         let entry_type = header.entry_type();
@@ -312,15 +315,14 @@ impl<'a> Stager<'a> {
             self.push(dir, FileKind::Dir, 0o755);
         }
         // A parent listed earlier as a file or symlink cannot hold children.
-        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Some(&i) = self.seen.get(parent) {
-                if !self.records[i].is_dir() {
-                    return Err(refuse(
-                        rel.to_string_lossy(),
-                        format!("parent '{}' is not a directory", parent.display()),
-                    ));
-                }
-            }
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Some(&i) = self.seen.get(parent)
+            && !self.records[i].is_dir()
+        {
+            return Err(refuse(
+                rel.to_string_lossy(),
+                format!("parent '{}' is not a directory", parent.display()),
+            ));
         }
         Ok(())
     }
@@ -365,6 +367,25 @@ impl<'a> Stager<'a> {
         }
         Ok(hex::encode(hasher.finalize()))
     }
+}
+
+/// GNU sparse files written as pax (`GNU.sparse.*` keys) look like regular files otherwise.
+async fn is_pax_sparse<R: AsyncRead + Unpin + Send>(
+    entry: &mut tokio_tar::Entry<R>,
+) -> Result<bool, UnpackError> {
+    let Some(extensions) = entry.pax_extensions().await.map_err(UnpackError::Read)? else {
+        return Ok(false);
+    };
+    for ext in extensions {
+        if ext
+            .map_err(UnpackError::Read)?
+            .key_bytes()
+            .starts_with(b"GNU.sparse")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), UnpackError> {

@@ -28,7 +28,14 @@ pub struct Verified<R> {
     count: u64,
     limit: u64,
     counter: Arc<ByteCounter>,
-    tee: Option<std::fs::File>,
+    tee: Option<Tee>,
+}
+
+/// Where the stream is copied (the cache's `.part` file), from byte `from` on: a resumed
+/// download re-reads the part already on disk, which must not be written twice.
+pub struct Tee {
+    pub file: std::fs::File,
+    pub from: u64,
 }
 
 /// Why the stream was not what the index promised.
@@ -44,12 +51,7 @@ pub enum Mismatch {
 pub struct TooLong(pub u64, pub u64);
 
 impl<R> Verified<R> {
-    pub fn new(
-        inner: R,
-        expected_size: u64,
-        counter: Arc<ByteCounter>,
-        tee: Option<std::fs::File>,
-    ) -> Self {
+    pub fn new(inner: R, expected_size: u64, counter: Arc<ByteCounter>, tee: Option<Tee>) -> Self {
         Verified {
             inner,
             hasher: Sha256::new(),
@@ -66,7 +68,7 @@ impl<R> Verified<R> {
     }
 
     /// Compare what flowed with what the index says; the tee file is flushed by the caller.
-    pub fn finish(self, expected_sha256: &str) -> Result<Option<std::fs::File>, Mismatch> {
+    pub fn finish(self, expected_sha256: &str) -> Result<Option<Tee>, Mismatch> {
         if self.count != self.limit {
             return Err(Mismatch::Size {
                 expected: self.limit,
@@ -95,6 +97,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verified<R> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let fresh = &buf.filled()[before..];
+                let start = this.count;
                 this.count += fresh.len() as u64;
                 if this.count > this.limit {
                     // Hand back nothing of the excess read: the caller sees only the error.
@@ -107,10 +110,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verified<R> {
                 this.counter
                     .0
                     .fetch_add(fresh.len() as u64, Ordering::Relaxed);
-                if let Some(file) = this.tee.as_mut() {
+                if let Some(tee) = this.tee.as_mut() {
+                    let skip = tee.from.saturating_sub(start).min(fresh.len() as u64) as usize;
                     // The cache file sits on a local disk: a synchronous write to the page
                     // cache is cheaper than a round-trip through a blocking pool.
-                    file.write_all(fresh)?;
+                    tee.file.write_all(&fresh[skip..])?;
                 }
                 Poll::Ready(Ok(()))
             }

@@ -1,8 +1,11 @@
 //! Who is calling, and may they change the system. The caller's uid comes from the bus (or, on a
 //! peer-to-peer connection, from the socket's credentials), never from an argument.
 
+use std::collections::HashMap;
+
 use zbus::Connection;
 use zbus::message::Header;
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
 use super::errors::BusError;
 use spk_engine::Action;
@@ -35,7 +38,8 @@ pub fn polkit_action(action: Action) -> &'static str {
     }
 }
 
-/// Allow root; anyone else needs polkit's yes for the action (not available here yet, so no).
+/// Allow root; anyone else needs polkit's yes for the action (an agent may ask for a password).
+/// Without polkit on the bus, only root may change the system.
 pub async fn authorize(
     conn: &Connection,
     header: &Header<'_>,
@@ -45,10 +49,30 @@ pub async fn authorize(
     if uid == 0 {
         return Ok(uid);
     }
-    Err(BusError::NotAuthorized(format!(
-        "uid {uid} may not {}: this needs root, or authorization for {} through polkit, \
-         which is not available",
-        action.as_str(),
-        polkit_action(action)
-    )))
+    let action_id = polkit_action(action);
+    let denied = |why: String| {
+        BusError::NotAuthorized(format!("uid {uid} may not {}: {why}", action.as_str()))
+    };
+    let subject = Subject::new_for_message_header(header)
+        .map_err(|e| denied(format!("cannot identify the caller for polkit: {e}")))?;
+    let authority = AuthorityProxy::new(conn)
+        .await
+        .map_err(|e| denied(format!("polkit is not available ({e})")))?;
+    let result = authority
+        .check_authorization(
+            &subject,
+            action_id,
+            &HashMap::new(),
+            CheckAuthorizationFlags::AllowUserInteraction.into(),
+            "",
+        )
+        .await;
+    match result {
+        Ok(r) if r.is_authorized => Ok(uid),
+        Ok(_) => Err(denied(format!("polkit denied {action_id}"))),
+        Err(e) => Err(denied(format!(
+            "this needs root, or authorization for {action_id} through polkit, which is not \
+             available ({e})"
+        ))),
+    }
 }

@@ -117,14 +117,13 @@ async fn announce(conn: &Connection, action: Action, outcome: Option<&spk_engine
     let _ = manager.busy_changed(emitter).await;
     let _ = manager.last_refresh_changed(emitter).await;
     drop(manager);
-    if let Some(outcome) = outcome {
-        if action == Action::Refresh && !outcome.updates.is_empty() {
-            let count = u32::try_from(outcome.updates.len()).unwrap_or(u32::MAX);
-            if let Err(e) =
-                Manager::updates_available(emitter, count, outcome.updates.clone()).await
-            {
-                tracing::warn!(error = %e, "could not emit UpdatesAvailable");
-            }
+    if let Some(outcome) = outcome
+        && action == Action::Refresh
+        && !outcome.updates.is_empty()
+    {
+        let count = u32::try_from(outcome.updates.len()).unwrap_or(u32::MAX);
+        if let Err(e) = Manager::updates_available(emitter, count, outcome.updates.clone()).await {
+            tracing::warn!(error = %e, "could not emit UpdatesAvailable");
         }
     }
 }
@@ -181,6 +180,7 @@ fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
 #[interface(name = "xyz.smech.Spk1.Manager")]
 impl Manager {
     /// Fetch every repository's index; `UpdatesAvailable` follows when updates exist.
+    #[zbus(out_args("transaction"))]
     async fn refresh(
         &self,
         options: HashMap<String, OwnedValue>,
@@ -191,6 +191,7 @@ impl Manager {
             .await
     }
 
+    #[zbus(out_args("transaction"))]
     async fn install(
         &self,
         names: Vec<String>,
@@ -203,6 +204,7 @@ impl Manager {
     }
 
     /// Upgrade the named packages, or every installed one when `names` is empty.
+    #[zbus(out_args("transaction"))]
     async fn upgrade(
         &self,
         names: Vec<String>,
@@ -214,6 +216,7 @@ impl Manager {
             .await
     }
 
+    #[zbus(out_args("transaction"))]
     async fn remove(
         &self,
         names: Vec<String>,
@@ -225,10 +228,12 @@ impl Manager {
             .await
     }
 
+    #[zbus(out_args("packages"))]
     async fn list_packages(&self) -> Result<Vec<HashMap<String, OwnedValue>>, BusError> {
         Ok(self.engine.list()?.into_iter().map(package_dict).collect())
     }
 
+    #[zbus(out_args("transactions"))]
     async fn get_transactions(&self) -> Vec<OwnedObjectPath> {
         self.transactions
             .lock()
