@@ -1,0 +1,90 @@
+//! Command-line interface definition (clap).
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spkctl",
+    version,
+    about = "Install, upgrade and remove SmechOS packages through spkd",
+    after_help = "Examples:\n  spkctl check\n  spkctl upgrade\n  spkctl install plasma qt6\n  spkctl list --upgradable\n\nExit codes: 0 success, 1 operation failed, 2 usage error, 3 daemon unreachable,\n100 updates available (check)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars, even on a terminal
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Answer yes to every question
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// D-Bus address of the bus spkd is on [default: the system bus]
+    #[arg(long, global = true, env = "SPK_BUS_ADDRESS")]
+    pub bus: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChangeOptions {
+    /// Install again even when the same build is installed
+    #[arg(long)]
+    pub reinstall: bool,
+    /// Only download and verify into the cache
+    #[arg(long)]
+    pub download_only: bool,
+    /// Show what would happen, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install packages (aliases: system-install, userland-install)
+    #[command(visible_alias = "system-install", visible_alias = "userland-install")]
+    Install {
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+        #[command(flatten)]
+        options: ChangeOptions,
+    },
+    /// Upgrade the named packages, or all installed ones (alias: entire-system-upgrade)
+    #[command(visible_alias = "entire-system-upgrade")]
+    Upgrade {
+        #[arg(value_name = "PKG")]
+        packages: Vec<String>,
+        #[command(flatten)]
+        options: ChangeOptions,
+    },
+    /// Remove packages
+    Remove {
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+        /// Show what would happen, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Refresh the package indexes; exit 100 when updates are available, 0 when none
+    Check,
+    /// List packages
+    List {
+        #[arg(long, group = "filter")]
+        installed: bool,
+        #[arg(long, group = "filter")]
+        upgradable: bool,
+        #[arg(long, group = "filter")]
+        available: bool,
+    },
+    /// Show one package
+    Info {
+        #[arg(value_name = "PKG")]
+        package: String,
+    },
+}

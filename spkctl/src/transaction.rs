@@ -1,0 +1,221 @@
+//! Starting a transaction and following it to its end through its signals. The signal match is
+//! added before the method call, so not even a transaction that finishes at once is missed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use zbus::zvariant::{OwnedObjectPath, Value};
+use zbus::{MatchRule, MessageStream};
+
+use crate::connect::Failure;
+use crate::display::{Display, human_bytes};
+use crate::proxy::{ManagerProxy, TRANSACTION_IFACE, TransactionProxy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Refresh,
+    Install,
+    Upgrade,
+    Remove,
+}
+
+impl Kind {
+    fn verb(self) -> &'static str {
+        match self {
+            Kind::Refresh => "refreshed",
+            Kind::Install => "installed",
+            Kind::Upgrade => "upgraded",
+            Kind::Remove => "removed",
+        }
+    }
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub path: OwnedObjectPath,
+    pub state: String,
+    pub error_name: String,
+    pub error_message: String,
+    pub done: Vec<(String, String)>,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Ended {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "transaction": self.path.as_str(),
+            "state": self.state,
+            "error-name": self.error_name,
+            "error-message": self.error_message,
+            "packages": self.done.iter().map(|(n, v)| serde_json::json!({"name": n, "version": v})).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.state == "finished"
+    }
+}
+
+pub async fn run(
+    conn: &zbus::Connection,
+    manager: &ManagerProxy<'_>,
+    kind: Kind,
+    names: &[String],
+    options: HashMap<&str, Value<'_>>,
+    display: &mut Display,
+) -> Result<Ended, Failure> {
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(TRANSACTION_IFACE)
+        .map_err(|e| Failure::failed(e.to_string()))?
+        .build();
+    let mut signals = MessageStream::for_match_rule(rule, conn, Some(4096)).await?;
+    let started = Instant::now();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let path = match kind {
+        Kind::Refresh => manager.refresh(options).await?,
+        Kind::Install => manager.install(&names, options).await?,
+        Kind::Upgrade => manager.upgrade(&names, options).await?,
+        Kind::Remove => manager.remove(&names, options).await?,
+    };
+    let proxy = TransactionProxy::builder(conn)
+        .path(path.clone())?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?;
+    let mut done = Vec::new();
+    let mut interrupts = std::pin::pin!(interrupts());
+    let finished = loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
+            Some(()) = interrupts.next() => {
+                if confirm_cancel(display).await {
+                    proxy.cancel().await?;
+                }
+                continue;
+            }
+        };
+        let msg = match next {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => return Err(Failure::unreachable("the bus connection closed")),
+            Err(_) => {
+                // Quiet for a while: make sure the daemon is still there.
+                proxy.state().await.map_err(|e| {
+                    Failure::unreachable(format!("spkd went away during the transaction: {e}"))
+                })?;
+                continue;
+            }
+        };
+        let header = msg.header();
+        if header.path().map(|p| p.as_str()) != Some(path.as_str()) {
+            continue;
+        }
+        let member = header
+            .member()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
+        let body = msg.body();
+        match member.as_str() {
+            "Progress" => {
+                if let Ok((package, stage, d, t)) = body.deserialize::<(String, String, u64, u64)>()
+                {
+                    display.progress(&package, &stage, d, t);
+                }
+            }
+            "PackageDone" => {
+                if let Ok((name, version)) = body.deserialize::<(String, String)>() {
+                    display.package_done(kind.verb(), &name, &version);
+                    done.push((name, version));
+                }
+            }
+            "Finished" => {
+                if let Ok(f) = body.deserialize::<(String, String, String)>() {
+                    break f;
+                }
+            }
+            _ => {}
+        }
+    };
+    display.finish();
+    let bytes = proxy.bytes_total().await.unwrap_or(0);
+    Ok(Ended {
+        path,
+        state: finished.0,
+        error_name: finished.1,
+        error_message: finished.2,
+        done,
+        bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Ctrl-C presses, as a stream (none if the handler cannot be installed).
+fn interrupts() -> impl futures_util::Stream<Item = ()> {
+    futures_util::stream::unfold(
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        |sig| async move {
+            let mut sig = sig?;
+            sig.recv().await?;
+            Some(((), Some(sig)))
+        },
+    )
+}
+
+/// Ask before cancelling when a person is at the terminal; a script's Ctrl-C (SIGINT without
+/// a terminal) cancels at once. The transaction runs on in spkd either way until it stops.
+async fn confirm_cancel(display: &mut Display) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    display.suspend();
+    eprint!("\nCancel the running transaction? [y/N] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    let yes = matches!(answer, Ok(Ok(ref l)) if l.trim().eq_ignore_ascii_case("y") || l.trim().eq_ignore_ascii_case("yes"));
+    if yes {
+        eprintln!("Cancelling…");
+    }
+    yes
+}
+
+/// The one line that closes a transaction for a person.
+pub fn summary(kind: Kind, ended: &Ended) -> String {
+    let secs = ended.elapsed.as_secs_f64();
+    if !ended.succeeded() {
+        return format!("{} after {secs:.1} s", ended.state);
+    }
+    if ended.done.is_empty() {
+        return match kind {
+            Kind::Remove => "Nothing to remove.".to_owned(),
+            _ => "Nothing to do: everything requested is installed and up to date.".to_owned(),
+        };
+    }
+    let list: Vec<String> = ended.done.iter().map(|(n, v)| format!("{n} {v}")).collect();
+    let mut line = format!(
+        "{} {} package{} ({}) in {secs:.1} s",
+        capitalize(kind.verb()),
+        ended.done.len(),
+        if ended.done.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    );
+    if kind != Kind::Remove {
+        line.push_str(&format!(", {} downloaded", human_bytes(ended.bytes)));
+    }
+    line.push('.');
+    line
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
