@@ -1,0 +1,247 @@
+//! Runs the real `spkd` and `spkctl` binaries of this workspace as processes.
+//!
+//! [`Spkd`] starts the daemon on a private bus, waits until it owns `xyz.smech.Spk1`, sends
+//! SIGTERM on request and kills it on drop; its stderr goes to a log file the fixture prints
+//! when a test fails. [`spkctl`] runs the client with a timeout and returns its exit code and
+//! output.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The bus name spkd owns once it is ready.
+pub const BUS_NAME: &str = "xyz.smech.Spk1";
+/// How long spkd may take to own its name.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one spkctl command may take.
+const SPKCTL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `target/<profile>/NAME` of this workspace, found next to the running test binary.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // The test binary is target/<profile>/deps/<test>-<hash>.
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} does not exist: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root (parent of the `tests` crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate is inside the workspace")
+        .to_path_buf()
+}
+
+/// A running spkd.
+pub struct Spkd {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Spkd {
+    /// Start spkd for `root` with `config` on the bus at `bus_address`; its stderr goes to
+    /// `log`. Returns once the daemon owns [`BUS_NAME`], or panics with the log.
+    pub async fn start(root: &Path, config: &Path, bus_address: &str, log: &Path) -> Spkd {
+        // Append: a restarted daemon adds to the same log.
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open spkd log");
+        let child = Command::new(binary("spkd"))
+            .arg("--root")
+            .arg(root)
+            .arg("--config")
+            .arg(config)
+            .arg("--bus")
+            .arg(bus_address)
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(stderr.try_clone().expect("dup log"))
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn spkd");
+        let mut spkd = Spkd {
+            child,
+            log: log.to_path_buf(),
+        };
+        spkd.wait_ready(bus_address).await;
+        spkd
+    }
+
+    async fn wait_ready(&mut self, bus_address: &str) {
+        let conn = zbus::connection::Builder::address(bus_address)
+            .expect("bus address")
+            .build()
+            .await
+            .expect("connect to bus");
+        let dbus = zbus::fdo::DBusProxy::new(&conn)
+            .await
+            .expect("org.freedesktop.DBus proxy");
+        let name = zbus::names::BusName::try_from(BUS_NAME).expect("bus name");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if dbus.name_has_owner(name.clone()).await.unwrap_or(false) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "spkd exited with {status} before owning {BUS_NAME}; its log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "spkd did not own {BUS_NAME} within {READY_TIMEOUT:?}; its log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Process id of the daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What spkd wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    /// Send SIGTERM and wait (at most `timeout`) for the exit status.
+    pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.child.try_wait().expect("wait for spkd") {
+            return status;
+        }
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("send SIGTERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for spkd") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "spkd did not exit within {timeout:?} of SIGTERM; its log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Spkd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The result of one spkctl run.
+#[derive(Debug)]
+pub struct CtlOutput {
+    pub args: Vec<String>,
+    /// Exit code, or `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    /// stdout parsed as JSON, or a panic showing the whole run.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+    }
+
+    /// Panic with the whole run unless the exit code is `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &CtlOutput {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}, got {:?}:\n{self}",
+            self.code
+        );
+        self
+    }
+
+    /// Panic with the whole run unless it exited 0.
+    #[track_caller]
+    pub fn assert_success(&self) -> &CtlOutput {
+        self.assert_code(0)
+    }
+
+    /// Panic unless stderr contains `text`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, text: &str) -> &CtlOutput {
+        assert!(
+            self.stderr.contains(text),
+            "stderr does not contain {text:?}:\n{self}"
+        );
+        self
+    }
+
+    /// The `error: ...` line of stderr, or a panic.
+    #[track_caller]
+    pub fn error_line(&self) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no line starting with `error: ` on stderr:\n{self}"))
+    }
+}
+
+impl fmt::Display for CtlOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "$ spkctl {}", self.args.join(" "))?;
+        writeln!(f, "exit code: {:?}", self.code)?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout)?;
+        write!(f, "--- stderr ---\n{}", self.stderr)
+    }
+}
+
+/// Run `spkctl ARGS` (the caller supplies `--bus` etc.) with a timeout.
+pub async fn spkctl<S: AsRef<str>>(args: &[S]) -> CtlOutput {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+    let child = tokio::process::Command::new(binary("spkctl"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn spkctl");
+    let output = tokio::time::timeout(SPKCTL_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "spkctl {} did not finish in {SPKCTL_TIMEOUT:?}",
+                args.join(" ")
+            )
+        })
+        .expect("wait for spkctl");
+    CtlOutput {
+        args,
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

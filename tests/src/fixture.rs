@@ -1,0 +1,231 @@
+//! The shared fixture of the end-to-end tests: one private bus, one HTTP server with a
+//! published repository, and one spkd serving a temporary root.
+//!
+//! `Env::new(&repo)` builds all of it in a few milliseconds so each test reads as a story.
+//! Dropping the `Env` stops spkd, the bus and the server and deletes the root; when the test
+//! is failing, spkd's log is printed first.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use crate::bus::Bus;
+use crate::client::Client;
+use crate::daemon::{CtlOutput, Spkd, spkctl};
+use crate::http::HttpServer;
+use crate::repo::{REPO_PATH, Repo};
+use crate::snapshot::Snapshot;
+
+/// A complete test environment.
+pub struct Env {
+    pub spkd: Spkd,
+    config: PathBuf,
+    pub bus: Bus,
+    pub server: HttpServer,
+    /// The target root spkd manages (`DIR/root`).
+    pub root: PathBuf,
+    dir: TempDir,
+}
+
+impl Env {
+    /// Publish `repo`, then start a bus and an spkd whose config points at it.
+    pub async fn new(repo: &Repo) -> Env {
+        let server = HttpServer::start();
+        repo.publish(&server);
+        Env::with_server(server).await
+    }
+
+    /// Start a bus and spkd against whatever `server` serves under `/repo/`.
+    pub async fn with_server(server: HttpServer) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("spk-e2e-")
+            .tempdir()
+            .expect("temporary directory");
+        let root = dir.path().join("root");
+        let config = root.join("etc/spk/spk.toml");
+        std::fs::create_dir_all(config.parent().expect("etc/spk")).expect("create etc/spk");
+        std::fs::write(
+            &config,
+            format!(
+                "[[repo]]\nname = \"test\"\nkind = \"index\"\nurl = \"{}\"\nmirrors = []\n",
+                server.url(REPO_PATH)
+            ),
+        )
+        .expect("write spk.toml");
+        let bus = Bus::start(dir.path());
+        let spkd = Spkd::start(&root, &config, bus.address(), &dir.path().join("spkd.log")).await;
+        Env {
+            spkd,
+            config,
+            bus,
+            server,
+            root,
+            dir,
+        }
+    }
+
+    /// Stop spkd with SIGTERM (if it still runs) and start a new one on the same root,
+    /// config and bus.
+    pub async fn restart_spkd(&mut self) {
+        self.spkd
+            .terminate(std::time::Duration::from_secs(15))
+            .await;
+        self.spkd = Spkd::start(
+            &self.root,
+            &self.config,
+            self.bus.address(),
+            &self.dir.path().join("spkd.log"),
+        )
+        .await;
+    }
+
+    /// The temporary directory holding the root, the bus socket and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Publish `repo` in place of the current one (a new release on the mirror).
+    pub fn publish(&self, repo: &Repo) {
+        repo.publish(&self.server);
+    }
+
+    /// Run `spkctl --bus ADDR --no-progress --yes ARGS`.
+    pub async fn spkctl(&self, args: &[&str]) -> CtlOutput {
+        let mut all = vec!["--bus", self.bus.address(), "--no-progress", "--yes"];
+        all.extend_from_slice(args);
+        spkctl(&all).await
+    }
+
+    /// Run `spkctl --bus ADDR --no-progress --yes --json ARGS`.
+    pub async fn spkctl_json(&self, args: &[&str]) -> CtlOutput {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.spkctl(&all).await
+    }
+
+    /// A fresh D-Bus client connection.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.bus.address()).await
+    }
+
+    /// `ROOT/rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The state of the root now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::take(&self.root)
+    }
+
+    /// Whether the verified tarball with this sha256 is in spkd's cache.
+    pub fn cached(&self, sha256: &str) -> bool {
+        self.path(&format!("var/cache/spk/{sha256}.tar.xz"))
+            .is_file()
+    }
+
+    /// Panic unless `rel` is a regular file with exactly this content and permission bits.
+    #[track_caller]
+    pub fn assert_file(&self, rel: &str, content: &[u8], mode: u32) {
+        let path = self.path(rel);
+        let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| {
+            panic!(
+                "{rel} is missing ({e}); the root holds:\n{}",
+                self.snapshot().listing()
+            )
+        });
+        assert!(
+            meta.file_type().is_file(),
+            "{rel} is not a regular file: {meta:?}"
+        );
+        let actual = std::fs::read(&path).expect("read file");
+        assert!(
+            actual == content,
+            "{rel} has content {:?}, expected {:?}",
+            String::from_utf8_lossy(&actual),
+            String::from_utf8_lossy(content)
+        );
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            mode,
+            "{rel} has mode {:o}, expected {mode:o}",
+            meta.permissions().mode() & 0o7777
+        );
+    }
+
+    /// Panic unless `rel` is a directory with these permission bits.
+    #[track_caller]
+    pub fn assert_dir(&self, rel: &str, mode: u32) {
+        let meta = std::fs::symlink_metadata(self.path(rel))
+            .unwrap_or_else(|e| panic!("directory {rel} is missing ({e})"));
+        assert!(meta.is_dir(), "{rel} is not a directory");
+        assert_eq!(
+            meta.mode() & 0o7777,
+            mode,
+            "{rel} has mode {:o}, expected {mode:o}",
+            meta.mode() & 0o7777
+        );
+    }
+
+    /// Panic unless `rel` is a symlink pointing at `target`.
+    #[track_caller]
+    pub fn assert_symlink(&self, rel: &str, target: &str) {
+        let link = std::fs::read_link(self.path(rel))
+            .unwrap_or_else(|e| panic!("{rel} is not a symlink ({e})"));
+        assert_eq!(
+            link,
+            Path::new(target),
+            "{rel} points at {link:?}, expected {target}"
+        );
+    }
+
+    /// Panic unless `a` and `b` are the same inode (a hard link pair).
+    #[track_caller]
+    pub fn assert_hard_linked(&self, a: &str, b: &str) {
+        let ma = std::fs::symlink_metadata(self.path(a)).expect("first link");
+        let mb = std::fs::symlink_metadata(self.path(b)).expect("second link");
+        assert_eq!(
+            (ma.dev(), ma.ino()),
+            (mb.dev(), mb.ino()),
+            "{a} and {b} are not the same file"
+        );
+        assert!(ma.nlink() >= 2, "{a} has link count {}", ma.nlink());
+    }
+
+    /// Panic if anything exists at `rel` (not even a dangling symlink).
+    #[track_caller]
+    pub fn assert_absent(&self, rel: &str) {
+        if let Ok(meta) = std::fs::symlink_metadata(self.path(rel)) {
+            panic!(
+                "{rel} should not exist, but it is there: {:?}",
+                meta.file_type()
+            );
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "===== spkd log ({}) =====\n{}\n===== end of spkd log =====",
+                self.dir.path().join("spkd.log").display(),
+                self.spkd.log()
+            );
+            let requests = self.server.requests();
+            eprintln!("===== HTTP requests =====");
+            for r in requests {
+                eprintln!(
+                    "{} {} -> {} {}",
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.header("range")
+                        .map(|v| format!("(Range: {v})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+}

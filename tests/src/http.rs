@@ -1,0 +1,569 @@
+//! A small HTTP/1.1 file server on 127.0.0.1 with fault injection.
+//!
+//! It serves an in-memory map of URL path → bytes, speaks GET and HEAD with `Content-Length`,
+//! `ETag`, `If-None-Match`, `Range: bytes=N-` / `bytes=N-M` and `If-Range`, and records every
+//! request so tests can count what a client fetched. Faults (forced status, connection cut at a
+//! body offset, stall, replaced body) are set per path while it runs. It is bounded (a cap on
+//! connections, read timeouts) and stops itself when dropped.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Most connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// How long an idle keep-alive connection is kept open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Granularity with which the accept loop and stalls notice that the server stops.
+const POLL: Duration = Duration::from_millis(10);
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string, e.g. `/repo/index.json`.
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The status the server answered with.
+    pub status: u16,
+}
+
+impl Request {
+    /// The value of header `name` (case-insensitive), if the client sent it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A misbehaviour injected for one path.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status (e.g. 404 or 500) and a short text body.
+    Status(u16),
+    /// Send the headers for the whole body, then the body only up to this byte offset of the
+    /// file, then close the connection. The offset is absolute, so a resumed `Range` request
+    /// that starts at or past it is cut at once: the download can never complete.
+    CutAt(u64),
+    /// Send the headers, then nothing for this long, then the body.
+    Stall(Duration),
+    /// Serve these bytes instead of the stored file (with their own length and ETag).
+    Body(Vec<u8>),
+}
+
+struct FaultSlot {
+    fault: Fault,
+    /// `None` = every request; `Some(n)` = the next n requests, then the fault is gone.
+    remaining: Option<usize>,
+}
+
+#[derive(Default)]
+struct Shared {
+    files: Mutex<HashMap<String, Vec<u8>>>,
+    faults: Mutex<HashMap<String, FaultSlot>>,
+    log: Mutex<Vec<Request>>,
+    stop: AtomicBool,
+    connections: AtomicUsize,
+}
+
+/// Lock a mutex, ignoring poisoning: a panicking test thread must not hide the server state.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running server; dropping it stops it.
+pub struct HttpServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Start serving an empty map on a random port of 127.0.0.1.
+    pub fn start() -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared::default());
+        let acceptor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("http-accept".into())
+                .spawn(move || accept_loop(listener, shared))
+                .expect("spawn acceptor")
+        };
+        HttpServer {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The full URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url(), path)
+    }
+
+    /// Serve `body` at `path` (which starts with `/`), replacing what was there.
+    pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) {
+        lock(&self.shared.files).insert(path.to_string(), body.into());
+    }
+
+    /// Stop serving `path` (it answers 404 afterwards).
+    pub fn delete(&self, path: &str) {
+        lock(&self.shared.files).remove(path);
+    }
+
+    /// Inject `fault` for every request of `path` until cleared.
+    pub fn set_fault(&self, path: &str, fault: Fault) {
+        lock(&self.shared.faults).insert(
+            path.to_string(),
+            FaultSlot {
+                fault,
+                remaining: None,
+            },
+        );
+    }
+
+    /// Inject `fault` for the next `times` requests of `path` only.
+    pub fn set_fault_times(&self, path: &str, fault: Fault, times: usize) {
+        lock(&self.shared.faults).insert(
+            path.to_string(),
+            FaultSlot {
+                fault,
+                remaining: Some(times),
+            },
+        );
+    }
+
+    /// Remove the fault of `path`.
+    pub fn clear_fault(&self, path: &str) {
+        lock(&self.shared.faults).remove(path);
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// Forget the recorded requests (e.g. after setting a fixture up).
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Number of GET requests for `path`.
+    pub fn gets(&self, path: &str) -> usize {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == path)
+            .count()
+    }
+
+    /// Paths of all GET requests for tarballs (`*.tar.xz`), in order, with repeats.
+    pub fn tarball_gets(&self) -> Vec<String> {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(".tar.xz"))
+            .map(|r| r.path.clone())
+            .collect()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if shared.connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    drop(stream);
+                    continue;
+                }
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let conn_shared = shared.clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("http-conn".into())
+                        .spawn(move || {
+                            let _ = serve_connection(stream, &conn_shared);
+                            release_connection(&conn_shared);
+                        });
+                if spawned.is_err() {
+                    // The closure (and its stream) was dropped without running.
+                    release_connection(&shared);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// Count one connection as finished.
+fn release_connection(shared: &Shared) {
+    shared.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    close: bool,
+}
+
+/// Read one request head; `Ok(None)` on a clean end of the connection.
+fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
+    let mut line = String::new();
+    // Skip stray empty lines between requests.
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if !line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default();
+    let version = parts.next().unwrap_or("HTTP/1.0").to_string();
+    let path = target.split('?').next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    let mut total = line.len();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        total += line.len();
+        if total > 64 * 1024 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too big"));
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let connection = headers
+        .iter()
+        .find(|(n, _)| n == "connection")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let close = match connection.as_deref() {
+        Some(v) if v.contains("close") => true,
+        Some(v) if v.contains("keep-alive") => false,
+        _ => version != "HTTP/1.1",
+    };
+    Ok(Some(Head {
+        method,
+        path,
+        headers,
+        close,
+    }))
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let Some(head) = read_head(&mut reader)? else {
+            return Ok(());
+        };
+        let keep_open = respond(&mut writer, &head, shared)?;
+        if head.close || !keep_open {
+            let _ = writer.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// What the server decided to send for one request.
+struct Plan {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    /// The body bytes to send (already ranged).
+    body: Vec<u8>,
+    /// Absolute file offset at which `body` starts.
+    offset: u64,
+    /// Send `body` only up to this absolute offset, then close.
+    cut_at: Option<u64>,
+    stall: Option<Duration>,
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// Parse `bytes=N-` or `bytes=N-M` into an inclusive range within `len`.
+/// `Err(())` means unsatisfiable; `Ok(None)` means "ignore the header".
+fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = (start.trim(), end.trim());
+    if start.is_empty() {
+        // Suffix range: the last N bytes.
+        let n: u64 = end.parse().map_err(|_| ())?;
+        if n == 0 || len == 0 {
+            return Err(());
+        }
+        return Ok(Some((len.saturating_sub(n), len - 1)));
+    }
+    let start: u64 = start.parse().map_err(|_| ())?;
+    if start >= len {
+        return Err(());
+    }
+    let end = if end.is_empty() {
+        len - 1
+    } else {
+        end.parse::<u64>().map_err(|_| ())?.min(len - 1)
+    };
+    if end < start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+fn take_fault(shared: &Shared, path: &str) -> Option<Fault> {
+    let mut faults = lock(&shared.faults);
+    let slot = faults.get_mut(path)?;
+    let fault = slot.fault.clone();
+    if let Some(n) = slot.remaining.as_mut() {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            faults.remove(path);
+        }
+    }
+    Some(fault)
+}
+
+fn plan(head: &Head, shared: &Shared) -> Plan {
+    let text = |status: u16, extra: Vec<(&'static str, String)>| Plan {
+        status,
+        headers: {
+            let mut h = vec![("Content-Type", "text/plain".to_string())];
+            h.extend(extra);
+            h
+        },
+        body: format!("{} {}\n", status, reason(status)).into_bytes(),
+        offset: 0,
+        cut_at: None,
+        stall: None,
+    };
+    if head.method != "GET" && head.method != "HEAD" {
+        return text(405, vec![("Allow", "GET, HEAD".into())]);
+    }
+    let fault = take_fault(shared, &head.path);
+    let stored = lock(&shared.files).get(&head.path).cloned();
+    let (mut cut_at, mut stall) = (None, None);
+    let content = match fault {
+        Some(Fault::Status(code)) => return text(code, vec![]),
+        Some(Fault::Body(body)) => Some(body),
+        Some(Fault::CutAt(n)) => {
+            cut_at = Some(n);
+            stored
+        }
+        Some(Fault::Stall(d)) => {
+            stall = Some(d);
+            stored
+        }
+        None => stored,
+    };
+    let Some(content) = content else {
+        return text(404, vec![]);
+    };
+    let etag = etag_of(&content);
+    let len = content.len() as u64;
+    let header = |name: &str| {
+        head.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(inm) = header("if-none-match")
+        && inm.split(',').any(|t| t.trim() == etag || t.trim() == "*")
+    {
+        return Plan {
+            status: 304,
+            headers: vec![("ETag", etag)],
+            body: Vec::new(),
+            offset: 0,
+            cut_at: None,
+            stall: None,
+        };
+    }
+    let range_applies = match header("if-range") {
+        Some(tag) => tag.trim() == etag,
+        None => true,
+    };
+    let range = match header("range") {
+        Some(r) if range_applies => parse_range(&r, len),
+        _ => Ok(None),
+    };
+    let base = vec![
+        ("Content-Type", "application/octet-stream".to_string()),
+        ("ETag", etag),
+        ("Accept-Ranges", "bytes".to_string()),
+    ];
+    match range {
+        Err(()) => {
+            let mut headers = base;
+            headers.push(("Content-Range", format!("bytes */{len}")));
+            Plan {
+                status: 416,
+                headers,
+                body: Vec::new(),
+                offset: 0,
+                cut_at: None,
+                stall: None,
+            }
+        }
+        Ok(Some((start, end))) => {
+            let mut headers = base;
+            headers.push(("Content-Range", format!("bytes {start}-{end}/{len}")));
+            Plan {
+                status: 206,
+                headers,
+                body: content[start as usize..=end as usize].to_vec(),
+                offset: start,
+                cut_at,
+                stall,
+            }
+        }
+        Ok(None) => Plan {
+            status: 200,
+            headers: base,
+            body: content,
+            offset: 0,
+            cut_at,
+            stall,
+        },
+    }
+}
+
+/// Answer one request; returns whether the connection may stay open.
+fn respond(out: &mut TcpStream, head: &Head, shared: &Shared) -> io::Result<bool> {
+    let plan = plan(head, shared);
+    lock(&shared.log).push(Request {
+        method: head.method.clone(),
+        path: head.path.clone(),
+        headers: head.headers.clone(),
+        status: plan.status,
+    });
+    let mut text = format!("HTTP/1.1 {} {}\r\n", plan.status, reason(plan.status));
+    for (name, value) in &plan.headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n", plan.body.len()));
+    if head.close {
+        text.push_str("Connection: close\r\n");
+    }
+    text.push_str("\r\n");
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    if let Some(stall) = plan.stall {
+        let until = Instant::now() + stall;
+        while Instant::now() < until {
+            if shared.stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+    if head.method == "HEAD" {
+        return Ok(true);
+    }
+    match plan.cut_at {
+        Some(cut) => {
+            let keep = cut.saturating_sub(plan.offset).min(plan.body.len() as u64) as usize;
+            out.write_all(&plan.body[..keep])?;
+            out.flush()?;
+            let _ = out.shutdown(Shutdown::Both);
+            Ok(false)
+        }
+        None => {
+            // Write in chunks so a slow reader sees a stream, not one huge write.
+            for chunk in plan.body.chunks(16 * 1024) {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return Ok(false);
+                }
+                out.write_all(chunk)?;
+            }
+            out.flush()?;
+            Ok(true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-", 10), Ok(Some((0, 9))));
+        assert_eq!(parse_range("bytes=4-", 10), Ok(Some((4, 9))));
+        assert_eq!(parse_range("bytes=4-6", 10), Ok(Some((4, 6))));
+        assert_eq!(parse_range("bytes=4-60", 10), Ok(Some((4, 9))));
+        assert_eq!(parse_range("bytes=-3", 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range("bytes=10-", 10), Err(()));
+        assert_eq!(parse_range("items=1-", 10), Ok(None));
+    }
+}

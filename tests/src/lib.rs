@@ -1,0 +1,25 @@
+//! End-to-end test harness of spk: a private `dbus-daemon`, a loopback HTTP server with fault
+//! injection, a builder of real `.tar.xz` repositories, the real `spkd` and `spkctl` binaries as
+//! processes, and snapshots of the temporary target root.
+//!
+//! The tests in `tests/` build an [`Env`] in one line and then act as a user or a D-Bus client
+//! would; nothing here touches the host root.
+//!
+//! Needs: `dbus-daemon` on `PATH` (Debian package `dbus-daemon`), GNU `tar` with xz for the
+//! harness self-tests, and the workspace binaries in `target/<profile>/` — run the suite as
+//! `cargo test --workspace` or `cargo nextest run --workspace`, which build them first
+//! (`-p spk-tests` alone would test whatever binaries were built last).
+
+pub mod bus;
+pub mod client;
+pub mod daemon;
+pub mod fixture;
+pub mod http;
+pub mod introspection;
+pub mod repo;
+pub mod snapshot;
+
+pub use fixture::Env;
+pub use http::{Fault, HttpServer};
+pub use repo::{Package, Repo};
+pub use snapshot::Snapshot;
