@@ -18,7 +18,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one spkctl command may take.
 const SPKCTL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `target/<profile>/NAME` of this workspace, found next to the running test binary.
+/// `target/<profile>/NAME` of this workspace, found next to the running test binary. The
+/// binaries are (re)built once per test process: `cargo test` builds only this crate's own
+/// targets, and a stale spkd would test yesterday's code.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     // The test binary is target/<profile>/deps/<test>-<hash>.
@@ -26,6 +28,18 @@ pub fn binary(name: &str) -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--quiet", "--bins", "-p", "spkd", "-p", "spkctl"])
+            .current_dir(workspace_root());
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
+        assert!(status.success(), "cargo build of spkd and spkctl failed");
+    });
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),
