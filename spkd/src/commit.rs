@@ -149,7 +149,10 @@ pub fn preflight(root: &Path, records: &[FileRecord]) -> Result<(), PlaceError> 
 pub fn place(root: &Path, staging: &Path, records: &[FileRecord]) -> Result<(), PlaceError> {
     let mut live = Tree::live(root)?;
     let mut staged = Tree::staging(staging)?;
-    for r in records {
+    for (i, r) in records.iter().enumerate() {
+        if i == records.len() / 2 {
+            crate::failpoint::hit("commit.mid-place");
+        }
         let (dir, name) = split(&r.path);
         let live_dir = live
             .dir(dir)

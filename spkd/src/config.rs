@@ -26,6 +26,10 @@ pub struct Config {
     /// Seconds to establish a connection (default 15).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: u64,
+    /// Accept GitHub release assets that have neither a sha256 digest nor a signed index
+    /// entry (only their size is checked; `spkctl info` says "unverified"). Default false.
+    #[serde(default)]
+    pub allow_unverified: bool,
 }
 
 /// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
@@ -126,6 +130,7 @@ impl Default for Config {
             stall_timeout: default_stall_timeout(),
             connect_timeout: default_connect_timeout(),
             retries: default_retries(),
+            allow_unverified: false,
         }
     }
 }
@@ -222,6 +227,16 @@ mod tests {
         let c = Config::parse(text, Path::new("spk.toml")).unwrap();
         assert_eq!(c.repos.len(), 2);
         assert!(matches!(c.repos[1].source(), Ok(SourceConfig::Index { urls }) if urls.len() == 2));
+    }
+
+    #[test]
+    fn allow_unverified_defaults_to_false_and_must_be_a_boolean() {
+        let c = Config::parse("", Path::new("spk.toml")).unwrap();
+        assert!(!c.allow_unverified);
+        let c = Config::parse("allow_unverified = true\n", Path::new("spk.toml")).unwrap();
+        assert!(c.allow_unverified);
+        let err = Config::parse("allow_unverified = \"yes\"\n", Path::new("spk.toml")).unwrap_err();
+        assert!(err.to_string().contains("allow_unverified"), "{err}");
     }
 
     #[test]

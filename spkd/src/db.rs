@@ -17,6 +17,7 @@ const PACKAGES: TableDefinition<&str, &str> = TableDefinition::new("packages");
 const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
 const JOURNAL: TableDefinition<&str, &str> = TableDefinition::new("journal");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const HISTORY: TableDefinition<u64, &str> = TableDefinition::new("history");
 
 /// One installed package, as recorded after its commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -32,6 +33,26 @@ pub struct InstalledPackage {
     /// Unix seconds.
     pub installed_at: u64,
     pub files: Vec<FileRecord>,
+}
+
+/// One modifying transaction as `spkctl history` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Assigned when recorded: 1, 2, 3…
+    pub id: u64,
+    /// Unix seconds.
+    pub started: u64,
+    pub finished: u64,
+    pub uid: u32,
+    /// install | upgrade | remove
+    pub action: String,
+    /// The names as requested (empty: upgrade everything).
+    pub names: Vec<String>,
+    /// finished | failed | cancelled
+    pub state: String,
+    pub error: String,
+    /// What changed on disk (also for a transaction that failed after some commits).
+    pub changes: Vec<crate::engine::Change>,
 }
 
 /// A commit in progress, written durably before the first rename so that start-up recovery can
@@ -82,6 +103,7 @@ impl Database {
         txn.open_table(OWNERS)?;
         txn.open_table(JOURNAL)?;
         txn.open_table(META)?;
+        txn.open_table(HISTORY)?;
         txn.commit()?;
         Ok(Database {
             db,
@@ -181,6 +203,31 @@ impl Database {
         txn.open_table(JOURNAL)?.remove(name)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Append to the history; returns the entry's id.
+    pub fn add_history(&self, mut entry: HistoryEntry) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let id;
+        {
+            let mut table = txn.open_table(HISTORY)?;
+            id = table.last()?.map_or(1, |(k, _)| k.value() + 1);
+            entry.id = id;
+            table.insert(id, json(&entry)?.as_str())?;
+        }
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// The newest `limit` history entries, newest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for row in table.iter()?.rev().take(limit) {
+            out.push(parse(row?.1.value())?);
+        }
+        Ok(out)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {

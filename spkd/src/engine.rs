@@ -9,18 +9,20 @@ use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::catalog::{Available, Catalog, RepoSnapshot};
+use crate::catalog::{Available, Catalog, Refused, RepoSnapshot};
 use crate::commit;
 use crate::config::Config;
-use crate::db::{self, Database, InstalledPackage, Intent};
+use crate::db::{self, Database, HistoryEntry, InstalledPackage, Intent};
 use crate::error::{Error, Result};
 use crate::index::check_package_name;
 use crate::layout::Layout;
 use crate::manifest::{FileRecord, sort_for_commit};
 use crate::progress::{Reporter, Stage, TxState};
+use crate::signature::{self, Keyring};
 use crate::source;
 use crate::stage;
 
@@ -62,15 +64,44 @@ pub struct Request {
     pub action: Action,
     pub names: Vec<String>,
     pub options: Options,
+    /// uid of who asked (recorded in the history).
+    pub requester: u32,
 }
 
 /// What a finished transaction did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    /// `(name, version)` of each package installed, upgraded or removed (or planned, dry-run).
-    pub changed: Vec<(String, String)>,
+    /// Each package installed, upgraded or removed (for a dry run: what would be).
+    pub changed: Vec<Change>,
     /// After a refresh: names with an update available.
     pub updates: Vec<String>,
+}
+
+/// What a transaction (would) do to one package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub name: String,
+    /// Installed version before; empty when it was not installed.
+    pub from: String,
+    /// Version after; empty when removed.
+    pub to: String,
+    /// Bytes to download (0 when the cache has it or nothing is downloaded).
+    #[serde(default)]
+    pub download: u64,
+    #[serde(default)]
+    pub installed_size: u64,
+}
+
+impl Change {
+    /// install | upgrade | reinstall | remove
+    pub fn action(&self) -> &'static str {
+        match (self.from.is_empty(), self.to.is_empty()) {
+            (true, _) => "install",
+            (false, true) => "remove",
+            (false, false) if self.from == self.to => "reinstall",
+            (false, false) => "upgrade",
+        }
+    }
 }
 
 /// A package as `ListPackages` and `info` show it.
@@ -106,6 +137,8 @@ pub struct Engine {
     http: reqwest::Client,
     catalog: RwLock<Catalog>,
     modify: tokio::sync::Mutex<()>,
+    /// Held by [`Engine::refresh`]: one refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 fn now() -> u64 {
@@ -151,6 +184,7 @@ impl Engine {
             http,
             catalog: RwLock::new(catalog),
             modify: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(()),
         };
         engine.recover()?;
         Ok(engine)
@@ -228,15 +262,20 @@ impl Engine {
         let span =
             tracing::info_span!("transaction", action = req.action.as_str(), names = ?req.names);
         async {
-            tracing::info!("started");
+            tracing::info!(uid = req.requester, "started");
+            let started = now();
             reporter.state(TxState::Resolving);
+            let mut done = Vec::new();
             let result = match req.action {
-                Action::Remove => self.remove(req, reporter, cancel),
-                _ => self.install(req, reporter, cancel).await,
+                Action::Remove => self.remove(req, reporter, cancel, &mut done),
+                _ => self.install(req, reporter, cancel, &mut done).await,
             };
             match &result {
                 Ok(o) => tracing::info!(changed = ?o.changed, "done"),
                 Err(e) => tracing::warn!(error = %e, "failed"),
+            }
+            if !req.options.dry_run {
+                self.record_history(req, started, &result, done);
             }
             result
         }
@@ -244,26 +283,133 @@ impl Engine {
         .await
     }
 
-    /// Fetch every repository's index; returns the names with updates.
+    fn record_history(
+        &self,
+        req: &Request,
+        started: u64,
+        result: &Result<Outcome>,
+        changes: Vec<Change>,
+    ) {
+        let (state, error) = match result {
+            Ok(_) => ("finished", String::new()),
+            Err(Error::Cancelled) => ("cancelled", String::new()),
+            Err(e) => ("failed", e.to_string()),
+        };
+        let entry = HistoryEntry {
+            id: 0,
+            started,
+            finished: now(),
+            uid: req.requester,
+            action: req.action.as_str().to_owned(),
+            names: req.names.clone(),
+            state: state.to_owned(),
+            error,
+            changes,
+        };
+        if let Err(e) = self.db.add_history(entry) {
+            tracing::warn!(error = %e, "could not record the transaction in the history");
+        }
+    }
+
+    /// Compare installed files with their manifests (all packages when `names` is empty).
+    pub fn verify(&self, names: &[String]) -> Result<Vec<crate::integrity::Problem>> {
+        let installed = self.db.installed()?;
+        let packages = if names.is_empty() {
+            installed.into_values().collect()
+        } else {
+            let mut out = Vec::new();
+            for name in names {
+                check_package_name(name).map_err(Error::InvalidArgs)?;
+                out.push(
+                    installed
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| Error::NotInstalled(name.clone()))?,
+                );
+            }
+            out
+        };
+        Ok(crate::integrity::check(&self.layout.root, &packages))
+    }
+
+    /// The configured repositories in priority order: `(name, kind, location, release)`;
+    /// release is empty until the first successful refresh.
+    pub fn repositories(&self) -> Vec<(String, String, String, String)> {
+        let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
+        self.config
+            .repos
+            .iter()
+            .map(|r| {
+                let (kind, location) = match r.source() {
+                    Ok(crate::config::SourceConfig::Index { urls }) => ("index", urls.join(" ")),
+                    Ok(crate::config::SourceConfig::Github {
+                        api,
+                        owner,
+                        repo,
+                        tag,
+                    }) => (
+                        "github",
+                        format!(
+                            "{api}/repos/{owner}/{repo} ({})",
+                            tag.as_deref().unwrap_or("latest release")
+                        ),
+                    ),
+                    Err(e) => ("invalid", e),
+                };
+                let release = catalog
+                    .repos
+                    .get(&r.name)
+                    .map(|s| s.release.clone())
+                    .unwrap_or_default();
+                (r.name.clone(), kind.to_owned(), location, release)
+            })
+            .collect()
+    }
+
+    /// Past modifying transactions, newest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.db.history(limit)
+    }
+
+    /// Fetch every repository's index (conditionally: an unchanged one costs a 304) and
+    /// check it against the trusted keys of `etc/spk/keys/`; returns the names with updates.
+    /// Refreshes run one at a time, so the rollback guard of each repository only rises.
     pub async fn refresh(&self) -> Result<Vec<String>> {
-        let fetches = self.config.repos.iter().map(|repo| async move {
-            let source = repo.source().map_err(Error::InvalidArgs)?;
-            let snapshot = source::fetch(&self.http, &repo.name, &source).await?;
-            Ok::<_, Error>((repo.name.clone(), snapshot))
+        let _one_at_a_time = self.refreshing.lock().await;
+        let keys = Keyring::load(&signature::keys_dir(&self.layout.root))?;
+        let trust = source::Trust {
+            keys: &keys,
+            allow_unverified: self.config.allow_unverified,
+        };
+        let previous = self
+            .catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .repos
+            .clone();
+        let fetches = self.config.repos.iter().map(|repo| {
+            let previous = previous.get(&repo.name);
+            async move {
+                let source = repo.source().map_err(Error::InvalidArgs)?;
+                let fetched =
+                    source::fetch(&self.http, &repo.name, &source, trust, previous).await?;
+                Ok::<_, Error>((repo.name.clone(), fetched))
+            }
         });
         let results = futures_util::future::join_all(fetches).await;
         let mut first_error = None;
         for result in results {
             match result {
-                Ok((name, snapshot)) => {
-                    let bytes = serde_json::to_vec(&snapshot)
+                Ok((_, fetched)) if !fetched.changed => {}
+                Ok((name, fetched)) => {
+                    let bytes = serde_json::to_vec(&fetched.snapshot)
                         .map_err(|e| Error::Database(e.to_string()))?;
                     self.db.set_meta(&repo_key(&name), &bytes)?;
                     self.catalog
                         .write()
                         .unwrap_or_else(PoisonError::into_inner)
                         .repos
-                        .insert(name, snapshot);
+                        .insert(name, fetched.snapshot);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -286,7 +432,7 @@ impl Engine {
             .filter(|p| {
                 catalog
                     .get(&p.name)
-                    .is_some_and(|a| a.entry.sha256 != p.sha256)
+                    .is_some_and(|a| !a.is_build(&p.sha256, &p.version, p.size))
             })
             .map(|p| p.name.clone())
             .collect())
@@ -311,7 +457,9 @@ impl Engine {
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         let offered = catalog.get(name);
         if installed.is_none() && offered.is_none() {
-            return Err(unknown(name));
+            return Err(catalog
+                .refusal(name)
+                .map_or_else(|| unknown(name), Refused::error));
         }
         Ok(describe(name, installed.as_ref(), offered))
     }
@@ -342,11 +490,13 @@ impl Engine {
                     tracing::info!(package = %name, "no repository offers it any more; kept");
                     continue;
                 }
-                return Err(unknown(&name));
+                return Err(catalog
+                    .refusal(&name)
+                    .map_or_else(|| unknown(&name), Refused::error));
             };
             let same = old
                 .as_ref()
-                .is_some_and(|o| o.sha256 == available.entry.sha256);
+                .is_some_and(|o| available.is_build(&o.sha256, &o.version, o.size));
             if same && !req.options.reinstall {
                 continue;
             }
@@ -355,23 +505,55 @@ impl Engine {
         Ok(plan)
     }
 
+    /// What `req` would do with the indexes as they are now (no refresh, no change).
+    pub fn plan_changes(&self, req: &Request) -> Result<Vec<Change>> {
+        self.validate(req)?;
+        match req.action {
+            Action::Refresh => Ok(Vec::new()),
+            Action::Remove => Ok(self
+                .removals(req)?
+                .iter()
+                .map(|p| Change {
+                    name: p.name.clone(),
+                    from: p.version.clone(),
+                    to: String::new(),
+                    download: 0,
+                    installed_size: p.installed_size,
+                })
+                .collect()),
+            Action::Install | Action::Upgrade => {
+                Ok(self.plan(req)?.iter().map(|p| self.change_of(p)).collect())
+            }
+        }
+    }
+
+    fn change_of(&self, p: &Planned) -> Change {
+        let e = &p.available.entry;
+        let cached = !p.available.is_unverified()
+            && stage::cache_file(&self.layout.cache, &e.sha256).is_file();
+        Change {
+            name: e.name.clone(),
+            from: p
+                .old
+                .as_ref()
+                .map(|o| o.version.clone())
+                .unwrap_or_default(),
+            to: e.version.clone(),
+            download: if cached { 0 } else { e.size },
+            installed_size: e.installed_size,
+        }
+    }
+
     async fn install(
         &self,
         req: &Request,
         reporter: &Reporter,
         cancel: &CancellationToken,
+        done: &mut Vec<Change>,
     ) -> Result<Outcome> {
         self.refresh().await?;
         let mut plan = self.plan(req)?;
-        let changed = plan
-            .iter()
-            .map(|p| {
-                (
-                    p.available.entry.name.clone(),
-                    p.available.entry.version.clone(),
-                )
-            })
-            .collect();
+        let changed: Vec<Change> = plan.iter().map(|p| self.change_of(p)).collect();
         if req.options.dry_run || plan.is_empty() {
             return Ok(Outcome {
                 changed: if req.options.dry_run {
@@ -408,15 +590,16 @@ impl Engine {
         };
         if req.options.download_only {
             self.clear_staging();
-            return Ok(Outcome {
-                changed,
-                ..Outcome::default()
-            });
+            return Ok(Outcome::default());
         }
         reporter.state(TxState::Installing);
-        let result = self.commit_all(staged, req.options.force, reporter, cancel);
+        let result = self.commit_all(staged, &changed, req.options.force, reporter, cancel, done);
         self.clear_staging();
-        result
+        result?;
+        Ok(Outcome {
+            changed: done.clone(),
+            ..Outcome::default()
+        })
     }
 
     async fn stage_all(
@@ -468,13 +651,16 @@ impl Engine {
         Ok(staged)
     }
 
+    /// Commit every staged package, in order; `planned` holds each one's change for `done`.
     fn commit_all(
         &self,
         mut staged: Vec<Staged>,
+        planned: &[Change],
         force: bool,
         reporter: &Reporter,
         cancel: &CancellationToken,
-    ) -> Result<Outcome> {
+        done: &mut Vec<Change>,
+    ) -> Result<()> {
         // Check every package before the first one changes the root.
         for s in &mut staged {
             let name = &s.planned.available.entry.name;
@@ -497,7 +683,6 @@ impl Engine {
         // Staged bytes must be on disk before renames make them live.
         commit::sync_filesystem(&self.layout.staging)
             .map_err(|e| Error::io("syncing staged files", e))?;
-        let mut outcome = Outcome::default();
         for s in staged {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -525,15 +710,16 @@ impl Engine {
                 },
                 dropped,
             };
+            crate::failpoint::hit("commit.before-journal");
             self.db.begin(&intent)?;
             self.apply(&intent)?;
             reporter.stage(&entry.name, Stage::Installing, 1, 1);
             reporter.package_done(&entry.name, &entry.version);
-            outcome
-                .changed
-                .push((entry.name.clone(), entry.version.clone()));
+            if let Some(change) = planned.iter().find(|c| c.name == entry.name) {
+                done.push(change.clone());
+            }
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Carry out a journaled intent on the live root and record it. Idempotent: start-up
@@ -553,6 +739,7 @@ impl Engine {
             } => {
                 commit::place(root, staging, &package.files)
                     .map_err(|e| place_err(&package.name, e))?;
+                crate::failpoint::hit("commit.after-place");
                 let mine: Vec<FileRecord> = self.db.owned_by(&package.name, dropped)?;
                 commit::remove(root, &mine).map_err(|e| place_err(&package.name, e))?;
             }
@@ -563,6 +750,7 @@ impl Engine {
         }
         // The renames must be durable before the journal entry that could redo them goes.
         commit::sync_filesystem(root).map_err(|e| Error::io("syncing the root", e))?;
+        crate::failpoint::hit("commit.before-complete");
         self.db.complete(intent)?;
         if let Intent::Install { staging, .. } = intent {
             let _ = std::fs::remove_dir_all(staging);
@@ -570,35 +758,39 @@ impl Engine {
         Ok(())
     }
 
-    fn remove(
-        &self,
-        req: &Request,
-        reporter: &Reporter,
-        cancel: &CancellationToken,
-    ) -> Result<Outcome> {
-        let mut packages = Vec::new();
+    /// The installed packages `req` names, each once.
+    fn removals(&self, req: &Request) -> Result<Vec<InstalledPackage>> {
+        let mut packages: Vec<InstalledPackage> = Vec::new();
         for name in &req.names {
             let package = self
                 .db
                 .package(name)?
                 .ok_or_else(|| Error::NotInstalled(name.clone()))?;
-            if !packages.iter().any(|p: &InstalledPackage| &p.name == name) {
+            if !packages.iter().any(|p| &p.name == name) {
                 packages.push(package);
             }
         }
-        let changed: Vec<(String, String)> = packages
-            .iter()
-            .map(|p| (p.name.clone(), p.version.clone()))
-            .collect();
+        Ok(packages)
+    }
+
+    fn remove(
+        &self,
+        req: &Request,
+        reporter: &Reporter,
+        cancel: &CancellationToken,
+        done: &mut Vec<Change>,
+    ) -> Result<Outcome> {
+        let changed = self.plan_changes(req)?;
         if req.options.dry_run {
             return Ok(Outcome {
                 changed,
                 ..Outcome::default()
             });
         }
+        let packages = self.removals(req)?;
         reporter.plan(&[], packages.len());
         reporter.state(TxState::Installing);
-        for package in packages {
+        for (package, change) in packages.into_iter().zip(changed) {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
@@ -610,9 +802,10 @@ impl Engine {
             self.apply(&intent)?;
             reporter.stage(&name, Stage::Removing, 1, 1);
             reporter.package_done(&name, &version);
+            done.push(change);
         }
         Ok(Outcome {
-            changed,
+            changed: done.clone(),
             ..Outcome::default()
         })
     }
@@ -664,7 +857,7 @@ fn describe(
     offered: Option<&Available>,
 ) -> PackageInfo {
     let state = match (installed, offered) {
-        (Some(i), Some(a)) if i.sha256 != a.entry.sha256 => "upgradable",
+        (Some(i), Some(a)) if !a.is_build(&i.sha256, &i.version, i.size) => "upgradable",
         (Some(_), _) => "installed",
         _ => "available",
     };

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 pub struct Index {
     pub format: u32,
     pub release: String,
+    /// When the release was published (unix seconds). In a signed index it is the rollback
+    /// guard: spk refuses a signed index older than the newest one it has already accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
     pub packages: Vec<IndexEntry>,
 }
 
@@ -47,6 +51,26 @@ impl PackageKind {
         match self {
             PackageKind::System => "system",
             PackageKind::Userland => "userland",
+        }
+    }
+}
+
+/// Packages that write the base system rather than user-facing software: their default kind
+/// is `system` (for GitHub assets, which carry no kind, and in the publisher tool).
+pub const SYSTEM_PACKAGES: &[&str] = &[
+    "kernel-modules",
+    "firmware",
+    "bootloader-grub",
+    "base-system",
+];
+
+impl PackageKind {
+    /// The kind a package has when nothing says otherwise.
+    pub fn default_for(name: &str) -> PackageKind {
+        if SYSTEM_PACKAGES.contains(&name) {
+            PackageKind::System
+        } else {
+            PackageKind::Userland
         }
     }
 }
@@ -160,6 +184,23 @@ mod tests {
                 "{name} {sha} {file}"
             );
         }
+    }
+
+    #[test]
+    fn timestamp_is_optional_and_round_trips() {
+        let sha = "a".repeat(64);
+        let without = Index::parse(index_with("plasma", &sha, "plasma.tar.xz").as_bytes()).unwrap();
+        assert_eq!(without.timestamp, None);
+        let text = serde_json::to_string(&Index {
+            timestamp: Some(1_764_000_000),
+            ..without
+        })
+        .unwrap();
+        assert!(text.contains(r#""timestamp":1764000000"#), "{text}");
+        assert_eq!(
+            Index::parse(text.as_bytes()).unwrap().timestamp,
+            Some(1_764_000_000)
+        );
     }
 
     #[test]

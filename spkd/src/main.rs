@@ -36,6 +36,10 @@ struct Args {
     /// Connect to the session bus (development)
     #[arg(long)]
     session: bool,
+    /// Serve one client over this already-connected socket (peer-to-peer D-Bus, no bus
+    /// daemon); exit when it disconnects. Used by `spkctl --root`.
+    #[arg(long, value_name = "FD", conflicts_with_all = ["bus", "system", "session"])]
+    p2p_fd: Option<i32>,
     /// Log level (error, warn, info, debug, trace) or a tracing filter
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -86,6 +90,16 @@ async fn run(args: Args) -> Result<(), String> {
 
     let shutdown = CancellationToken::new();
     let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone());
+    if let Some(fd) = args.p2p_fd {
+        let conn = bus::p2p::serve(fd, manager).await?;
+        tracing::info!("serving one client over a peer-to-peer connection");
+        tokio::select! {
+            () = bus::p2p::closed(&conn) => tracing::info!("client disconnected"),
+            r = wait_for_termination() => r?,
+        }
+        stop(&engine, &shutdown).await;
+        return Ok(());
+    }
     let builder = match (&args.bus, args.session) {
         (Some(address), _) => zbus::connection::Builder::address(address.as_str()),
         (None, true) => zbus::connection::Builder::session(),
@@ -112,17 +126,21 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!("serving {BUS_NAME}");
 
     wait_for_termination().await?;
+    stop(&engine, &shutdown).await;
+    let _ = conn.release_name(BUS_NAME).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancel transactions and let the running one reach a safe point (download abandoned, or the
+/// current package's commit finished).
+async fn stop(engine: &Engine, shutdown: &CancellationToken) {
     tracing::info!("stopping: cancelling transactions");
     shutdown.cancel();
-    // Let the running transaction reach a safe point (download abandoned, or the current
-    // package's commit finished).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while engine.busy() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = conn.release_name(BUS_NAME).await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn wait_for_termination() -> Result<(), String> {

@@ -19,6 +19,10 @@ use crate::progress::PackageProgress;
 use crate::unpack::{self, Limits, UnpackError};
 use crate::verify::{ByteCounter, Mismatch, Tee, TooLong, Verified};
 
+/// Most memory one xz decoder may use: enough for `xz -9` (64 MiB dictionary), refusing streams
+/// crafted to make the daemon allocate without bound.
+const XZ_MEMORY_LIMIT: u64 = 80 << 20;
+
 /// Decoded bytes allowed after the tar end marker (padding); more is refused as a bomb.
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 
@@ -42,6 +46,26 @@ pub async fn stage(
     cancel: &CancellationToken,
 ) -> Result<Vec<FileRecord>> {
     let name = &pkg.entry.name;
+    if pkg.is_unverified() {
+        // No digest (allowed by `allow_unverified`): never read from or put into the cache,
+        // which is named by verified sha256, and no `.part` resumed across transactions, as
+        // nothing could tell a stale part from a good one.
+        let download = fetch::start(http, &pkg.urls, 0, retry);
+        let source = Source {
+            url: download.url.clone(),
+        };
+        return run(
+            pkg,
+            download.body,
+            &source,
+            None,
+            dir,
+            unpack,
+            progress,
+            cancel,
+        )
+        .await;
+    }
     let cached = cache_file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
         let source = Source::fixed(cached.display().to_string());
@@ -178,7 +202,8 @@ async fn run(
     let source = source.get();
     let source = source.as_str();
     let (records, verified) = outcome.map_err(|e| classify(e, pkg, source, counter.get()))?;
-    match verified.finish(&pkg.entry.sha256) {
+    let expected = (!pkg.is_unverified()).then_some(pkg.entry.sha256.as_str());
+    match verified.finish(expected) {
         Ok(tee) => {
             if let Some(tee) = tee {
                 // The cache entry must be whole before it is named by its hash.
@@ -220,7 +245,10 @@ async fn pipeline(
         path: dir.to_owned(),
         error,
     })?;
-    let decoder = XzDecoder::new(BufReader::with_capacity(128 * 1024, verified));
+    let decoder = XzDecoder::with_mem_limit(
+        BufReader::with_capacity(128 * 1024, verified),
+        XZ_MEMORY_LIMIT,
+    );
     let limits = Limits::for_package(&pkg.entry);
     let (records, decoder) = unpack::stage(decoder, dir, &pkg.entry, &limits).await?;
     // Read the xz stream to its end so its own integrity check is verified.

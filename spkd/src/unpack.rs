@@ -93,6 +93,9 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
         while let Some(entry) = entries.next().await {
             let mut entry = entry.map_err(UnpackError::Read)?;
             stager.entry(&mut entry).await?;
+            if stager.records.len() == 2 {
+                crate::failpoint::hit("stage.mid-unpack");
+            }
         }
     }
     let reader = archive

@@ -47,13 +47,15 @@ impl Manager {
         names: Vec<String>,
         options: HashMap<String, OwnedValue>,
     ) -> Result<OwnedObjectPath, BusError> {
-        let req = Request {
+        let mut req = Request {
             action,
             names,
             options: parse_options(&options)?,
+            requester: 0,
         };
         self.engine.validate(&req)?;
         let uid = super::auth::authorize(conn, header, action).await?;
+        req.requester = uid;
         if self.shutdown.is_cancelled() {
             return Err(BusError::NotAvailable("spkd is shutting down".into()));
         }
@@ -156,6 +158,30 @@ fn parse_options(options: &HashMap<String, OwnedValue>) -> Result<Options, BusEr
     Ok(out)
 }
 
+fn history_dict(h: spk_engine::db::HistoryEntry) -> HashMap<String, OwnedValue> {
+    let changes: Vec<(String, String, String)> = h
+        .changes
+        .into_iter()
+        .map(|c| (c.name, c.from, c.to))
+        .collect();
+    let mut d = HashMap::new();
+    let mut put = |k: &str, v: Value<'_>| {
+        if let Ok(v) = v.try_to_owned() {
+            d.insert(k.to_owned(), v);
+        }
+    };
+    put("id", h.id.into());
+    put("started", h.started.into());
+    put("finished", h.finished.into());
+    put("uid", h.uid.into());
+    put("kind", h.action.into());
+    put("packages", h.names.into());
+    put("state", h.state.into());
+    put("error", h.error.into());
+    put("changes", changes.into());
+    d
+}
+
 fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
     let mut d = HashMap::new();
     let mut put = |k: &str, v: Value<'_>| {
@@ -240,6 +266,86 @@ impl Manager {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// What Install/Upgrade/Remove would do with the indexes as last refreshed: one
+    /// `(name, action, from, to, download, installed_size)` per package.
+    #[zbus(out_args("changes"))]
+    async fn plan(
+        &self,
+        kind: &str,
+        names: Vec<String>,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<Vec<(String, String, String, String, u64, u64)>, BusError> {
+        let action = match kind {
+            "install" => Action::Install,
+            "upgrade" => Action::Upgrade,
+            "remove" => Action::Remove,
+            other => {
+                return Err(BusError::InvalidArgs(format!(
+                    "cannot plan '{}': use install, upgrade or remove",
+                    other.escape_debug()
+                )));
+            }
+        };
+        let req = Request {
+            action,
+            names,
+            options: parse_options(&options)?,
+            requester: 0,
+        };
+        Ok(self
+            .engine
+            .plan_changes(&req)?
+            .into_iter()
+            .map(|c| {
+                let action = c.action().to_owned();
+                (c.name, action, c.from, c.to, c.download, c.installed_size)
+            })
+            .collect())
+    }
+
+    /// Installed files that differ from their package's manifest: `(package, path, problem)`.
+    #[zbus(out_args("problems"))]
+    async fn verify(&self, names: Vec<String>) -> Result<Vec<(String, String, String)>, BusError> {
+        let engine = self.engine.clone();
+        let problems = tokio::task::spawn_blocking(move || engine.verify(&names))
+            .await
+            .map_err(|e| BusError::Io(format!("verification stopped: {e}")))??;
+        Ok(problems
+            .into_iter()
+            .map(|p| (p.package, p.path, p.problem))
+            .collect())
+    }
+
+    /// Past install/upgrade/remove transactions, newest first (at most `limit`).
+    #[zbus(out_args("entries"))]
+    async fn get_history(&self, limit: u32) -> Result<Vec<HashMap<String, OwnedValue>>, BusError> {
+        let entries = self.engine.history(limit as usize)?;
+        Ok(entries.into_iter().map(history_dict).collect())
+    }
+
+    /// The configured package sources: name, kind, location, release (as last refreshed).
+    #[zbus(out_args("repositories"))]
+    async fn get_repositories(&self) -> Vec<HashMap<String, OwnedValue>> {
+        self.engine
+            .repositories()
+            .into_iter()
+            .map(|(name, kind, location, release)| {
+                let mut d = HashMap::new();
+                for (k, v) in [
+                    ("name", name),
+                    ("kind", kind),
+                    ("location", location),
+                    ("release", release),
+                ] {
+                    if let Ok(v) = Value::from(v).try_to_owned() {
+                        d.insert(k.to_owned(), v);
+                    }
+                }
+                d
+            })
             .collect()
     }
 

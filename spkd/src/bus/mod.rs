@@ -3,4 +3,5 @@
 pub mod auth;
 pub mod errors;
 pub mod manager;
+pub mod p2p;
 pub mod transaction;

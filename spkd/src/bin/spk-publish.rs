@@ -1,0 +1,279 @@
+//! spk-publish: the release step of a SmechOS repository. For a directory of `NAME.tar.xz`
+//! packages it writes `index.json` (format 1: size, sha256, installed size, version, kind and
+//! description of each) and, with `--sign`, its minisign signature `index.json.minisig`. The
+//! directory is then what a mirror serves, or what a GitHub release carries as assets.
+//!
+//! It reuses the engine's index types and checks, so what it writes is exactly what spkd reads.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_compression::tokio::bufread::XzDecoder;
+use clap::Parser;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use spk_engine::index::{Index, IndexEntry, PackageKind, check_package_name};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spk-publish",
+    about = "Write index.json (and sign it) for a directory of SmechOS package tarballs",
+    disable_version_flag = true
+)]
+struct Args {
+    /// Directory holding the NAME.tar.xz packages; index.json is written into it
+    dir: PathBuf,
+    /// Release name, e.g. 2026.11.25 (also every package's default version)
+    #[arg(long)]
+    release: String,
+    /// Release time in unix seconds, the rollback guard of signed indexes [default: now]
+    #[arg(long, value_name = "SECS")]
+    timestamp: Option<u64>,
+    /// Kind of a package: NAME=system or NAME=userland [default: system for kernel-modules,
+    /// firmware, bootloader-grub and base-system, userland for the rest]
+    #[arg(long = "kind", value_name = "NAME=KIND")]
+    kinds: Vec<String>,
+    /// Version of a package [default: the release name]
+    #[arg(long = "version", value_name = "NAME=VERSION")]
+    versions: Vec<String>,
+    /// One-line description of a package
+    #[arg(long = "description", value_name = "NAME=TEXT")]
+    descriptions: Vec<String>,
+    /// Sign index.json with this minisign secret key, writing index.json.minisig (an
+    /// encrypted key takes its password from MINISIGN_PASSWORD)
+    #[arg(long, value_name = "SECRET_KEY_FILE")]
+    sign: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    match runtime.block_on(publish(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("spk-publish: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn publish(args: &Args) -> Result<(), String> {
+    let tarballs = tarballs(&args.dir)?;
+    let names: Vec<&str> = tarballs.iter().map(|(name, _)| name.as_str()).collect();
+    let kinds = per_package("--kind", &args.kinds, &names)?;
+    let versions = per_package("--version", &args.versions, &names)?;
+    let descriptions = per_package("--description", &args.descriptions, &names)?;
+
+    let mut packages = Vec::new();
+    for (name, path) in &tarballs {
+        let (size, sha256) = hash_file(path)?;
+        let installed_size = installed_size(path).await?;
+        let kind = match kinds.get(name.as_str()).map(String::as_str) {
+            None => PackageKind::default_for(name),
+            Some("system") => PackageKind::System,
+            Some("userland") => PackageKind::Userland,
+            Some(other) => {
+                return Err(format!(
+                    "--kind {name}={other}: the kind is system or userland"
+                ));
+            }
+        };
+        let entry = IndexEntry {
+            name: name.clone(),
+            version: versions
+                .get(name.as_str())
+                .cloned()
+                .unwrap_or_else(|| args.release.clone()),
+            kind,
+            file: format!("{name}.tar.xz"),
+            sha256,
+            size,
+            installed_size,
+            description: descriptions.get(name.as_str()).cloned().unwrap_or_default(),
+            setuid: Vec::new(),
+        };
+        println!(
+            "{} {} ({}): {} bytes, {} bytes installed, sha256 {}",
+            entry.name,
+            entry.version,
+            entry.kind.as_str(),
+            entry.size,
+            entry.installed_size,
+            entry.sha256
+        );
+        packages.push(entry);
+    }
+    let timestamp = args.timestamp.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let index = Index {
+        format: 1,
+        release: args.release.clone(),
+        timestamp: Some(timestamp),
+        packages,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    // What spkd would refuse is refused here, before anything is written.
+    Index::parse(&bytes).map_err(|e| format!("the index would be invalid: {e}"))?;
+
+    let index_path = args.dir.join("index.json");
+    let signature_path = args.dir.join("index.json.minisig");
+    write_atomically(&index_path, &bytes)?;
+    println!(
+        "wrote {} ({} packages, release {}, timestamp {timestamp})",
+        index_path.display(),
+        index.packages.len(),
+        index.release
+    );
+    match &args.sign {
+        Some(key_file) => {
+            let signature = sign(key_file, &bytes, &index.release, timestamp)?;
+            write_atomically(&signature_path, signature.as_bytes())?;
+            println!("wrote {}", signature_path.display());
+        }
+        None => {
+            // A signature of an older index next to this one would only be refused.
+            match std::fs::remove_file(&signature_path) {
+                Ok(()) => println!("removed the stale {}", signature_path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing {}: {e}", signature_path.display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every `NAME.tar.xz` in `dir` as (NAME, path), sorted by name.
+fn tarballs(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file_name.strip_suffix(".tar.xz") else {
+            continue;
+        };
+        if !entry.file_type().map_err(|e| e.to_string())?.is_file() {
+            continue;
+        }
+        check_package_name(name).map_err(|e| format!("{file_name}: {e}"))?;
+        out.push((name.to_owned(), entry.path()));
+    }
+    if out.is_empty() {
+        return Err(format!("no NAME.tar.xz packages in {}", dir.display()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Parse repeated `NAME=VALUE` options; every NAME must be one of the packages.
+fn per_package<'a>(
+    option: &str,
+    values: &'a [String],
+    names: &[&str],
+) -> Result<BTreeMap<&'a str, String>, String> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let Some((name, v)) = value.split_once('=') else {
+            return Err(format!("{option} {value}: expected NAME=VALUE"));
+        };
+        if !names.contains(&name) {
+            return Err(format!(
+                "{option} {value}: there is no {name}.tar.xz in the directory"
+            ));
+        }
+        out.insert(name, v.to_owned());
+    }
+    Ok(out)
+}
+
+/// Size and sha256 of a file, read once.
+fn hash_file(path: &Path) -> Result<(u64, String), String> {
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// The sum of the regular files' sizes in a `.tar.xz`, by decoding it (what unpacking takes).
+async fn installed_size(path: &Path) -> Result<u64, String> {
+    let what = |e: std::io::Error| format!("{}: not a readable .tar.xz: {e}", path.display());
+    let file = tokio::fs::File::open(path).await.map_err(what)?;
+    let decoder = XzDecoder::new(tokio::io::BufReader::with_capacity(128 * 1024, file));
+    let mut archive = tokio_tar::Archive::new(decoder);
+    let mut entries = archive.entries().map_err(what)?;
+    let mut total = 0u64;
+    while let Some(entry) = entries.next().await {
+        let entry = entry.map_err(what)?;
+        if entry.header().entry_type().is_file() {
+            total = total.saturating_add(entry.effective_size());
+        }
+    }
+    Ok(total)
+}
+
+/// The minisign signature (text of `index.json.minisig`) of `data`.
+fn sign(key_file: &Path, data: &[u8], release: &str, timestamp: u64) -> Result<String, String> {
+    let text = std::fs::read_to_string(key_file)
+        .map_err(|e| format!("reading {}: {e}", key_file.display()))?;
+    let unencrypted = minisign::SecretKey::from_unencrypted_box(text.clone().into());
+    let secret = match unencrypted {
+        Ok(key) => key,
+        Err(_) => {
+            let password = std::env::var("MINISIGN_PASSWORD").map_err(|_| {
+                format!(
+                    "{} is an encrypted (or unreadable) minisign secret key: set \
+                     MINISIGN_PASSWORD, or use a key made with `minisign -G -W`",
+                    key_file.display()
+                )
+            })?;
+            minisign::SecretKey::from_box(text.into(), Some(password))
+                .map_err(|e| format!("{}: {e}", key_file.display()))?
+        }
+    };
+    let public = minisign::PublicKey::from_secret_key(&secret)
+        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let trusted_comment = format!("timestamp:{timestamp}\tfile:index.json\trelease:{release}");
+    let signature = minisign::sign(
+        Some(&public),
+        &secret,
+        std::io::Cursor::new(data),
+        Some(&trusted_comment),
+        Some("signature from spk-publish"),
+    )
+    .map_err(|e| format!("signing with {}: {e}", key_file.display()))?;
+    Ok(signature.into_string())
+}
+
+/// Write `path` as a whole or not at all (a temporary file renamed over it).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("writing {}: {e}", path.display())
+        })
+}

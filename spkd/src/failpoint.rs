@@ -1,0 +1,37 @@
+//! Named crash points for the crash-safety tests. `SPKD_FAILPOINTS=a,b` makes spkd abort (as a
+//! power cut or `kill -9` would: no destructors, no cleanup) when it reaches point `a` or `b`;
+//! `NAME=panic` panics there instead, to test that a panic fails only its transaction.
+//! Unset (always, in production), a check is one load of an empty list.
+
+use std::sync::OnceLock;
+
+fn active() -> &'static [String] {
+    static POINTS: OnceLock<Vec<String>> = OnceLock::new();
+    POINTS.get_or_init(|| {
+        std::env::var("SPKD_FAILPOINTS")
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Crash here if the point `name` is armed.
+pub fn hit(name: &str) {
+    let points = active();
+    if points.is_empty() {
+        return;
+    }
+    for p in points {
+        if p == name {
+            eprintln!("spkd: failpoint {name}: aborting");
+            std::process::abort();
+        }
+        if p.strip_suffix("=panic") == Some(name) {
+            panic!("failpoint {name}");
+        }
+    }
+}
