@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
     name = "spkctl",
     version,
     about = "Install, upgrade and remove SmechOS packages through spkd",
-    after_help = "Examples:\n  spkctl check\n  spkctl upgrade\n  spkctl install plasma qt6\n  spkctl list --upgradable\n\nExit codes: 0 success, 1 operation failed, 2 usage error, 3 daemon unreachable,\n100 updates available (check)."
+    after_help = "Examples:\n  spkctl check                         # exit 100 when updates are available\n  spkctl upgrade                       # install all updates\n  spkctl install plasma qt6\n  spkctl upgrade --dry-run             # show the plan only\n  spkctl --root /mnt/smechos install plasma   # no system bus needed\n  spkctl list --upgradable --json\n\nExit codes: 0 success, 1 operation failed, 2 usage error, 3 daemon unreachable,\n100 updates available (check)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -28,8 +28,15 @@ pub struct Global {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
     /// D-Bus address of the bus spkd is on [default: the system bus]
-    #[arg(long, global = true, env = "SPK_BUS_ADDRESS")]
+    #[arg(long, global = true, env = "SPK_BUS_ADDRESS", conflicts_with = "root")]
     pub bus: Option<String>,
+    /// Manage the system under DIR with a private spkd (no system bus needed: installer,
+    /// chroot, build host)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<std::path::PathBuf>,
+    /// Configuration for the private spkd of --root [default: DIR/etc/spk/spk.toml]
+    #[arg(long, global = true, value_name = "FILE", requires = "root")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -43,6 +50,9 @@ pub struct ChangeOptions {
     /// Show what would happen, change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Take over files that another installed package owns
+    #[arg(long)]
+    pub force_overwrite: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,5 +96,38 @@ pub enum Command {
     Info {
         #[arg(value_name = "PKG")]
         package: String,
+    },
+    /// Check installed files against their recorded type, mode and sha256 (all packages by
+    /// default); exit 1 when anything differs
+    Verify {
+        #[arg(value_name = "PKG")]
+        packages: Vec<String>,
+    },
+    /// Past install, upgrade and remove transactions
+    History {
+        /// How many, newest first
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Follow running transactions (started by anyone) until they finish
+    Monitor,
+    /// Cancel a transaction (by number or object path), or every running one
+    Cancel {
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
+    /// Versions, root, sources, this machine, credits
+    About,
+    /// Write man pages for spkctl and its commands into DIR
+    #[command(hide = true)]
+    GenerateMan {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish)
+    #[command(hide = true)]
+    GenerateCompletions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
     },
 }

@@ -1,20 +1,26 @@
 //! spkctl: the terminal client of spkd. It parses the command line, calls spkd's D-Bus API and
 //! shows what happens; all work happens in the daemon.
 
+mod about;
 mod cli;
 mod connect;
 mod display;
+mod generate;
+mod history;
+mod monitor;
 mod packages;
+mod plan;
 mod proxy;
 mod transaction;
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use zbus::zvariant::Value;
 
-use cli::{ChangeOptions, Cli, Command};
+use cli::{ChangeOptions, Cli, Command, Global};
 use connect::Failure;
 use display::Display;
 use transaction::Kind;
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// The D-Bus options of a change (dry runs are handled here, with `Plan`).
 fn options(o: &ChangeOptions) -> HashMap<&'static str, Value<'static>> {
     let mut map = HashMap::new();
     if o.reinstall {
@@ -50,33 +57,59 @@ fn options(o: &ChangeOptions) -> HashMap<&'static str, Value<'static>> {
     if o.download_only {
         map.insert("download-only", Value::from(true));
     }
-    if o.dry_run {
-        map.insert("dry-run", Value::from(true));
+    if o.force_overwrite {
+        map.insert("force", Value::from(true));
     }
     map
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
-    let (conn, manager) = connect::connect(g.bus.as_deref()).await?;
-    let mut display = Display::new(g.json, g.no_progress);
-    let (kind, names, opts) = match &cli.command {
-        Command::Install {
-            packages,
-            options: o,
-        } => (Kind::Install, packages.clone(), options(o)),
-        Command::Upgrade {
-            packages,
-            options: o,
-        } => (Kind::Upgrade, packages.clone(), options(o)),
-        Command::Remove { packages, dry_run } => {
-            let mut o = HashMap::new();
-            if *dry_run {
-                o.insert("dry-run", Value::from(true));
-            }
-            (Kind::Remove, packages.clone(), o)
+    // Commands that need no daemon.
+    match &cli.command {
+        Command::GenerateMan { dir } => return generate::man(dir),
+        Command::GenerateCompletions { shell } => return generate::completions(*shell),
+        _ => {}
+    }
+    let (conn, manager, private) = match &g.root {
+        Some(root) => {
+            let (c, m, d) = connect::connect_root(root, g.config.as_deref()).await?;
+            (c, m, Some(d))
         }
-        Command::Check => return check(&conn, &manager, g.json, &mut display).await,
+        None => {
+            let (c, m) = connect::connect(g.bus.as_deref()).await?;
+            (c, m, None)
+        }
+    };
+    let result = dispatch(&cli, &conn, &manager).await;
+    drop(manager);
+    if let Some(daemon) = private {
+        daemon.finish(conn).await;
+    }
+    result
+}
+
+async fn dispatch(
+    cli: &Cli,
+    conn: &zbus::Connection,
+    manager: &proxy::ManagerProxy<'_>,
+) -> Result<u8, Failure> {
+    let g = &cli.global;
+    let mut display = Display::new(g.json, g.no_progress);
+    let (kind, names, change_opts) = match &cli.command {
+        Command::Install { packages, options } => (Kind::Install, packages, options.clone()),
+        Command::Upgrade { packages, options } => (Kind::Upgrade, packages, options.clone()),
+        Command::Remove { packages, dry_run } => (
+            Kind::Remove,
+            packages,
+            ChangeOptions {
+                reinstall: false,
+                download_only: false,
+                dry_run: *dry_run,
+                force_overwrite: false,
+            },
+        ),
+        Command::Check => return check(conn, manager, g.json, &mut display).await,
         Command::List {
             installed,
             upgradable,
@@ -91,11 +124,36 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             } else {
                 None
             };
-            return list(&manager, filter, g.json).await;
+            return list(manager, filter, g.json).await;
         }
-        Command::Info { package } => return info(&manager, package, g.json).await,
+        Command::Info { package } => return info(manager, package, g.json).await,
+        Command::Verify { packages } => return verify(manager, packages, g.json).await,
+        Command::History { limit } => return history::history(manager, *limit, g.json).await,
+        Command::Monitor => return monitor::monitor(conn, manager, g.json, &mut display).await,
+        Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
+        Command::About => return about::about(manager, g.json).await,
+        Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
     };
-    let ended = transaction::run(&conn, &manager, kind, &names, opts, &mut display).await?;
+    let opts = options(&change_opts);
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if change_opts.dry_run || (interactive && !g.yes && !g.json) {
+        match review(
+            conn,
+            manager,
+            g,
+            kind,
+            names,
+            &opts,
+            change_opts.dry_run,
+            &mut display,
+        )
+        .await?
+        {
+            Review::Proceed => {}
+            Review::Stop(code) => return Ok(code),
+        }
+    }
+    let ended = transaction::run(conn, manager, kind, names, opts, &mut display).await?;
     if g.json {
         println!("{}", ended.json());
     } else if ended.succeeded() {
@@ -105,6 +163,61 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Ok(0)
     } else {
         Err(Failure::failed(ended.error_message))
+    }
+}
+
+enum Review {
+    Proceed,
+    Stop(u8),
+}
+
+/// Show the plan (after refreshing the indexes for install/upgrade) and ask, or stop for a dry
+/// run.
+#[allow(clippy::too_many_arguments)]
+async fn review(
+    conn: &zbus::Connection,
+    manager: &proxy::ManagerProxy<'_>,
+    g: &Global,
+    kind: Kind,
+    names: &[String],
+    opts: &HashMap<&'static str, Value<'static>>,
+    dry_run: bool,
+    display: &mut Display,
+) -> Result<Review, Failure> {
+    if kind != Kind::Remove {
+        let mut quiet = Display::Quiet;
+        let refreshed = transaction::run(
+            conn,
+            manager,
+            Kind::Refresh,
+            &[],
+            HashMap::new(),
+            &mut quiet,
+        )
+        .await?;
+        if !refreshed.succeeded() {
+            return Err(Failure::failed(refreshed.error_message));
+        }
+    }
+    let plan_opts = opts
+        .iter()
+        .map(|(k, v)| (*k, v.try_clone().unwrap_or(Value::Bool(false))))
+        .collect();
+    let changes = plan::fetch(manager, kind.as_str(), names, plan_opts).await?;
+    if g.json {
+        println!("{}", plan::json(&changes));
+    } else {
+        print!("{}", plan::text(&changes));
+    }
+    if dry_run || changes.is_empty() {
+        return Ok(Review::Stop(0));
+    }
+    display.suspend();
+    if plan::confirm("Proceed?") {
+        Ok(Review::Proceed)
+    } else {
+        println!("Nothing was changed.");
+        Ok(Review::Stop(1))
     }
 }
 
@@ -199,4 +312,31 @@ async fn info(manager: &proxy::ManagerProxy<'_>, name: &str, json: bool) -> Resu
         print!("{}", packages::info_text(&p));
     }
     Ok(0)
+}
+
+async fn verify(
+    manager: &proxy::ManagerProxy<'_>,
+    names: &[String],
+    json: bool,
+) -> Result<u8, Failure> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let problems = manager.verify(&names).await?;
+    if json {
+        let list: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|(p, f, what)| serde_json::json!({"package": p, "path": f, "problem": what}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if problems.is_empty() {
+        println!("All installed files match their packages.");
+    } else {
+        for (package, path, problem) in &problems {
+            println!("{package}: /{path}: {problem}");
+        }
+        eprintln!(
+            "error: {} file(s) differ from their packages",
+            problems.len()
+        );
+    }
+    Ok(if problems.is_empty() { 0 } else { 1 })
 }

@@ -31,6 +31,16 @@ pub trait Manager {
     ) -> zbus::Result<OwnedObjectPath>;
     fn list_packages(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
     fn get_transactions(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        kind: &str,
+        names: &[&str],
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<Vec<(String, String, String, String, u64, u64)>>;
+    fn verify(&self, names: &[&str]) -> zbus::Result<Vec<(String, String, String)>>;
+    fn get_history(&self, limit: u32) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+    fn get_repositories(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -67,4 +77,8 @@ pub trait Transaction {
     fn error_name(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn error_message(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn current_package(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn requester(&self) -> zbus::Result<u32>;
 }

@@ -21,6 +21,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name spkd's `Plan` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Refresh => "refresh",
+            Kind::Install => "install",
+            Kind::Upgrade => "upgrade",
+            Kind::Remove => "remove",
+        }
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Kind::Refresh => "refreshed",
@@ -59,6 +69,16 @@ impl Ended {
     }
 }
 
+/// Every transaction signal from now on (add this before calling a method or reading state).
+pub async fn subscribe(conn: &zbus::Connection) -> Result<MessageStream, Failure> {
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(TRANSACTION_IFACE)
+        .map_err(|e| Failure::failed(e.to_string()))?
+        .build();
+    Ok(MessageStream::for_match_rule(rule, conn, Some(4096)).await?)
+}
+
 pub async fn run(
     conn: &zbus::Connection,
     manager: &ManagerProxy<'_>,
@@ -67,12 +87,7 @@ pub async fn run(
     options: HashMap<&str, Value<'_>>,
     display: &mut Display,
 ) -> Result<Ended, Failure> {
-    let rule = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .interface(TRANSACTION_IFACE)
-        .map_err(|e| Failure::failed(e.to_string()))?
-        .build();
-    let mut signals = MessageStream::for_match_rule(rule, conn, Some(4096)).await?;
+    let mut signals = subscribe(conn).await?;
     let started = Instant::now();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let path = match kind {

@@ -1,0 +1,141 @@
+//! `spkctl about`: spk's and spkd's versions, the root and sources spkd manages, this machine's
+//! hardware (read live from /proc and /sys), and credits.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::{OwnedValue, Value};
+
+use crate::connect::Failure;
+use crate::display::human_bytes;
+use crate::proxy::ManagerProxy;
+
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model} ({threads} threads)")
+}
+
+fn memory() -> String {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    format!(
+        "{} total, {} available",
+        human_bytes(kib("MemTotal:") * 1024),
+        human_bytes(kib("MemAvailable:") * 1024)
+    )
+}
+
+/// GPUs from /sys/class/drm: PCI vendor:device and the kernel driver.
+fn gpus() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/class/drm") else {
+        return out;
+    };
+    let mut cards: Vec<_> = dir
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("card") && !n.contains('-'))
+        .collect();
+    cards.sort();
+    for card in cards {
+        let dev = format!("/sys/class/drm/{card}/device");
+        let read = |f: &str| {
+            std::fs::read_to_string(format!("{dev}/{f}"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let driver = std::fs::read_link(format!("{dev}/driver"))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "no driver".to_owned());
+        out.push(format!(
+            "{card}: {}:{} ({driver})",
+            read("vendor").trim_start_matches("0x"),
+            read("device").trim_start_matches("0x")
+        ));
+    }
+    out
+}
+
+fn kernel() -> String {
+    let u = rustix::system::uname();
+    format!(
+        "{} {} {}",
+        u.sysname().to_string_lossy(),
+        u.release().to_string_lossy(),
+        u.machine().to_string_lossy()
+    )
+}
+
+fn text(d: &HashMap<String, OwnedValue>, k: &str) -> String {
+    match d.get(k).map(|v| &**v) {
+        Some(Value::Str(s)) => s.to_string(),
+        _ => String::new(),
+    }
+}
+
+pub async fn about(manager: &ManagerProxy<'_>, json: bool) -> Result<u8, Failure> {
+    let version = manager.version().await?;
+    let root = manager.root().await?;
+    let repos = manager.get_repositories().await?;
+    let gpus = gpus();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "spkctl-version": env!("CARGO_PKG_VERSION"),
+                "spkd-version": version,
+                "root": root,
+                "repositories": repos.iter().map(|r| serde_json::json!({
+                    "name": text(r, "name"), "kind": text(r, "kind"),
+                    "location": text(r, "location"), "release": text(r, "release"),
+                })).collect::<Vec<_>>(),
+                "cpu": cpu(), "memory": memory(), "gpus": gpus, "kernel": kernel(),
+            })
+        );
+        return Ok(0);
+    }
+    println!("spk — the SmechOS package manager");
+    println!("  spkctl {}   spkd {version}", env!("CARGO_PKG_VERSION"));
+    println!("  Root:       {root}");
+    for r in &repos {
+        let release = text(r, "release");
+        println!(
+            "  Source:     {} ({}) {}{}",
+            text(r, "name"),
+            text(r, "kind"),
+            text(r, "location"),
+            if release.is_empty() {
+                " — not refreshed yet".to_owned()
+            } else {
+                format!(" — release {release}")
+            }
+        );
+    }
+    println!("This machine");
+    println!("  CPU:        {}", cpu());
+    println!("  Memory:     {}", memory());
+    if gpus.is_empty() {
+        println!("  GPU:        none found");
+    }
+    for g in gpus {
+        println!("  GPU:        {g}");
+    }
+    println!("  Kernel:     {}", kernel());
+    println!("Credits");
+    println!("  The SmechOS developers. Built on tokio, zbus, redb, reqwest, rustls, liblzma,");
+    println!("  astral-tokio-tar, minisign, clap and indicatif; thank you to their authors.");
+    Ok(0)
+}

@@ -1,0 +1,185 @@
+//! `spkctl monitor` and `spkctl cancel`: attach to transactions that are already running,
+//! whoever started them (another spkctl, the applet, a boot check).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::connect::Failure;
+use crate::display::Display;
+use crate::proxy::{ManagerProxy, TransactionProxy};
+use crate::transaction;
+
+const FINAL: [&str; 3] = ["finished", "failed", "cancelled"];
+
+async fn proxy<'a>(
+    conn: &zbus::Connection,
+    path: &OwnedObjectPath,
+) -> Result<TransactionProxy<'a>, Failure> {
+    Ok(TransactionProxy::builder(conn)
+        .path(path.clone())?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?)
+}
+
+/// Running (not yet final) transactions.
+async fn running(
+    conn: &zbus::Connection,
+    manager: &ManagerProxy<'_>,
+) -> Result<Vec<(OwnedObjectPath, TransactionProxy<'static>)>, Failure> {
+    let mut out = Vec::new();
+    for path in manager.get_transactions().await? {
+        let t = proxy(conn, &path).await?;
+        // A transaction that vanished meanwhile is simply not running.
+        if let Ok(state) = t.state().await
+            && !FINAL.contains(&state.as_str())
+        {
+            out.push((path, t));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn monitor(
+    conn: &zbus::Connection,
+    manager: &ManagerProxy<'_>,
+    json: bool,
+    display: &mut Display,
+) -> Result<u8, Failure> {
+    // Subscribe first, then look: nothing that finishes in between is missed.
+    let mut signals = transaction::subscribe(conn).await?;
+    let active = running(conn, manager).await?;
+    if active.is_empty() {
+        if json {
+            println!("[]");
+        } else {
+            println!("No transaction is running.");
+        }
+        return Ok(0);
+    }
+    let mut waiting: HashSet<String> = HashSet::new();
+    for (path, t) in &active {
+        let kind = t.kind().await.unwrap_or_default();
+        let packages = t.packages().await.unwrap_or_default().join(" ");
+        let uid = t.requester().await.unwrap_or(0);
+        if !json {
+            println!("Following {path}: {kind} {packages} (uid {uid})");
+        }
+        waiting.insert(path.to_string());
+    }
+    let mut results = Vec::new();
+    let mut failed = false;
+    while !waiting.is_empty() {
+        let msg = match tokio::time::timeout(Duration::from_secs(2), signals.next()).await {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => return Err(Failure::unreachable("the connection closed")),
+            Err(_) => {
+                // Re-check: a transaction may have ended before we subscribed.
+                for (path, t) in &active {
+                    if let Ok(state) = t.state().await
+                        && FINAL.contains(&state.as_str())
+                        && waiting.remove(path.as_str())
+                    {
+                        let message = t.error_message().await.unwrap_or_default();
+                        failed |= state != "finished";
+                        report(json, &mut results, path.as_str(), &state, &message);
+                    }
+                }
+                continue;
+            }
+        };
+        let header = msg.header();
+        let Some(path) = header.path().map(|p| p.to_string()) else {
+            continue;
+        };
+        if !waiting.contains(&path) {
+            continue;
+        }
+        let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+        let body = msg.body();
+        match member.as_str() {
+            "Progress" => {
+                if let Ok((p, stage, d, t)) = body.deserialize::<(String, String, u64, u64)>() {
+                    display.progress(&p, &stage, d, t);
+                }
+            }
+            "PackageDone" => {
+                if let Ok((n, v)) = body.deserialize::<(String, String)>() {
+                    display.package_done("done:", &n, &v);
+                }
+            }
+            "Finished" => {
+                if let Ok((state, _, message)) = body.deserialize::<(String, String, String)>() {
+                    waiting.remove(&path);
+                    display.finish();
+                    failed |= state != "finished";
+                    report(json, &mut results, &path, &state, &message);
+                }
+            }
+            _ => {}
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(results));
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn report(
+    json: bool,
+    results: &mut Vec<serde_json::Value>,
+    path: &str,
+    state: &str,
+    message: &str,
+) {
+    if json {
+        results.push(
+            serde_json::json!({"transaction": path, "state": state, "error-message": message}),
+        );
+    } else if message.is_empty() {
+        println!("{path}: {state}");
+    } else {
+        println!("{path}: {state}: {message}");
+    }
+}
+
+pub async fn cancel(
+    conn: &zbus::Connection,
+    manager: &ManagerProxy<'_>,
+    id: Option<&str>,
+) -> Result<u8, Failure> {
+    let targets: Vec<OwnedObjectPath> = match id {
+        Some(id) => {
+            let path = if id.starts_with('/') {
+                id.to_owned()
+            } else {
+                format!("/xyz/smech/Spk1/transaction/{id}")
+            };
+            vec![OwnedObjectPath::try_from(path).map_err(|e| Failure {
+                code: 2,
+                message: format!("'{id}' is not a transaction number or path: {e}"),
+            })?]
+        }
+        None => running(conn, manager)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+    };
+    if targets.is_empty() {
+        println!("No transaction is running.");
+        return Ok(0);
+    }
+    for path in targets {
+        proxy(conn, &path).await?.cancel().await.map_err(|e| {
+            let f = Failure::from(e);
+            Failure::failed(format!("cannot cancel {path}: {}", f.message))
+        })?;
+        println!("Cancelling {path}");
+    }
+    Ok(0)
+}
