@@ -14,8 +14,26 @@ use crate::bus::Bus;
 use crate::client::Client;
 use crate::daemon::{CtlOutput, Spkd, spkctl};
 use crate::http::HttpServer;
-use crate::repo::{REPO_PATH, Repo};
+use crate::repo::{GITHUB_API_PATH, GITHUB_OWNER, GITHUB_REPO, REPO_PATH, Repo, SigningKey};
 use crate::snapshot::Snapshot;
+
+/// `spk.toml` text for one `index` repository named `test` at [`REPO_PATH`] on `server`.
+pub fn index_config(server: &HttpServer) -> String {
+    format!(
+        "[[repo]]\nname = \"test\"\nkind = \"index\"\nurl = \"{}\"\nmirrors = []\n",
+        server.url(REPO_PATH)
+    )
+}
+
+/// `spk.toml` text for one `github` repository named `smechdeploy` whose `api` is the
+/// GitHub-shaped API on `server` (see [`crate::repo::GithubRelease`]).
+pub fn github_config(server: &HttpServer) -> String {
+    format!(
+        "[[repo]]\nname = \"smechdeploy\"\nkind = \"github\"\nowner = \"{GITHUB_OWNER}\"\n\
+         repo = \"{GITHUB_REPO}\"\napi = \"{}\"\n",
+        server.url(GITHUB_API_PATH)
+    )
+}
 
 /// A complete test environment.
 pub struct Env {
@@ -38,6 +56,13 @@ impl Env {
 
     /// Start a bus and spkd against whatever `server` serves under `/repo/`.
     pub async fn with_server(server: HttpServer) -> Env {
+        let config = index_config(&server);
+        Env::with_config(server, &config).await
+    }
+
+    /// Start a bus and spkd with this `spk.toml` text (see [`index_config`],
+    /// [`github_config`]; append tunables such as `stall_timeout = 1`).
+    pub async fn with_config(server: HttpServer, config_text: &str) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("spk-e2e-")
             .tempdir()
@@ -45,14 +70,7 @@ impl Env {
         let root = dir.path().join("root");
         let config = root.join("etc/spk/spk.toml");
         std::fs::create_dir_all(config.parent().expect("etc/spk")).expect("create etc/spk");
-        std::fs::write(
-            &config,
-            format!(
-                "[[repo]]\nname = \"test\"\nkind = \"index\"\nurl = \"{}\"\nmirrors = []\n",
-                server.url(REPO_PATH)
-            ),
-        )
-        .expect("write spk.toml");
+        std::fs::write(&config, config_text).expect("write spk.toml");
         let bus = Bus::start(dir.path());
         let spkd = Spkd::start(&root, &config, bus.address(), &dir.path().join("spkd.log")).await;
         Env {
@@ -78,6 +96,14 @@ impl Env {
             &self.dir.path().join("spkd.log"),
         )
         .await;
+    }
+
+    /// Trust `key`: write its public key to `ROOT/etc/spk/keys/NAME.pub` (read at every
+    /// refresh, so no restart is needed).
+    pub fn trust_key(&self, key: &SigningKey) {
+        let dir = self.path("etc/spk/keys");
+        std::fs::create_dir_all(&dir).expect("create etc/spk/keys");
+        std::fs::write(dir.join(key.file_name()), &key.public).expect("write public key");
     }
 
     /// The temporary directory holding the root, the bus socket and the logs.

@@ -33,6 +33,12 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The status the server answered with.
     pub status: u16,
+    /// Bytes of the request head the server read (request line and headers).
+    pub received_bytes: u64,
+    /// Body bytes the server sent (or began to send) in its answer.
+    pub body_bytes: u64,
+    /// All bytes of the answer: status line, headers and body.
+    pub sent_bytes: u64,
 }
 
 impl Request {
@@ -234,6 +240,8 @@ struct Head {
     path: String,
     headers: Vec<(String, String)>,
     close: bool,
+    /// Bytes of the head as read.
+    bytes: u64,
 }
 
 /// Read one request head; `Ok(None)` on a clean end of the connection.
@@ -287,6 +295,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
         path,
         headers,
         close,
+        bytes: total as u64,
     }))
 }
 
@@ -501,12 +510,6 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
 /// Answer one request; returns whether the connection may stay open.
 fn respond(out: &mut TcpStream, head: &Head, shared: &Shared) -> io::Result<bool> {
     let plan = plan(head, shared);
-    lock(&shared.log).push(Request {
-        method: head.method.clone(),
-        path: head.path.clone(),
-        headers: head.headers.clone(),
-        status: plan.status,
-    });
     let mut text = format!("HTTP/1.1 {} {}\r\n", plan.status, reason(plan.status));
     for (name, value) in &plan.headers {
         text.push_str(&format!("{name}: {value}\r\n"));
@@ -516,6 +519,20 @@ fn respond(out: &mut TcpStream, head: &Head, shared: &Shared) -> io::Result<bool
         text.push_str("Connection: close\r\n");
     }
     text.push_str("\r\n");
+    let body_bytes = match (head.method.as_str(), plan.cut_at) {
+        ("HEAD", _) => 0,
+        (_, Some(cut)) => cut.saturating_sub(plan.offset).min(plan.body.len() as u64),
+        (_, None) => plan.body.len() as u64,
+    };
+    lock(&shared.log).push(Request {
+        method: head.method.clone(),
+        path: head.path.clone(),
+        headers: head.headers.clone(),
+        status: plan.status,
+        received_bytes: head.bytes,
+        body_bytes,
+        sent_bytes: text.len() as u64 + body_bytes,
+    });
     out.write_all(text.as_bytes())?;
     out.flush()?;
     if let Some(stall) = plan.stall {

@@ -16,8 +16,11 @@ pub mod daemon;
 pub mod fixture;
 pub mod http;
 pub mod introspection;
+pub mod make_install;
+pub mod openrc;
 pub mod repo;
 pub mod snapshot;
+pub mod system_bus;
 
 pub use fixture::Env;
 pub use http::{Fault, HttpServer};

@@ -461,3 +461,240 @@ impl Repo {
         );
     }
 }
+
+/// A minisign key pair to sign test repositories with, made by the minisign crate; the secret
+/// key is unencrypted (like `minisign -G -W`), as a CI release step would use it.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    /// The key's file name without `.pub` (what spkd names in messages).
+    pub name: String,
+    /// The text of the `.pub` file.
+    pub public: String,
+    /// The text of the secret key file.
+    pub secret: String,
+}
+
+impl SigningKey {
+    pub fn generate(name: &str) -> SigningKey {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().expect("minisign key pair");
+        SigningKey {
+            name: name.to_string(),
+            public: pair.pk.to_box().expect("public key box").into_string(),
+            secret: pair.sk.to_box(None).expect("secret key box").into_string(),
+        }
+    }
+
+    /// The public key's file name in `etc/spk/keys/`.
+    pub fn file_name(&self) -> String {
+        format!("{}.pub", self.name)
+    }
+}
+
+/// What `spk-publish` wrote for a repository.
+#[derive(Debug, Clone)]
+pub struct IndexFiles {
+    pub index: Vec<u8>,
+    /// `index.json.minisig`, when signed.
+    pub signature: Option<Vec<u8>>,
+}
+
+impl Repo {
+    /// Run the real `spk-publish` over this repository's tarballs (with every package's kind,
+    /// version and description) and return what it wrote, signed with `key` when given.
+    pub fn run_publisher(&self, key: Option<&SigningKey>, timestamp: u64) -> IndexFiles {
+        let dir = tempfile::tempdir().expect("publisher directory");
+        let mut cmd = std::process::Command::new(crate::daemon::binary("spk-publish"));
+        cmd.arg(dir.path())
+            .args(["--release", &self.release])
+            .args(["--timestamp", &timestamp.to_string()]);
+        for p in &self.packages {
+            std::fs::write(dir.path().join(&p.file), &p.tarball).expect("write tarball");
+            let name = &p.package.name;
+            cmd.arg(format!("--kind={name}={}", p.package.kind))
+                .arg(format!("--version={name}={}", p.package.version))
+                .arg(format!("--description={name}={}", p.package.description));
+        }
+        if let Some(key) = key {
+            let secret = dir.path().join("secret.key");
+            std::fs::write(&secret, &key.secret).expect("write secret key");
+            cmd.arg("--sign").arg(&secret);
+        }
+        let out = cmd.output().expect("run spk-publish");
+        assert!(
+            out.status.success(),
+            "spk-publish failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        IndexFiles {
+            index: std::fs::read(dir.path().join("index.json")).expect("index.json written"),
+            signature: key.map(|_| {
+                std::fs::read(dir.path().join("index.json.minisig")).expect("signature written")
+            }),
+        }
+    }
+
+    /// Put the tarballs, and the `index.json` + `index.json.minisig` that `spk-publish` signed
+    /// with `key`, under [`REPO_PATH`] on `server`.
+    pub fn publish_signed(
+        &self,
+        server: &HttpServer,
+        key: &SigningKey,
+        timestamp: u64,
+    ) -> IndexFiles {
+        let files = self.run_publisher(Some(key), timestamp);
+        for p in &self.packages {
+            server.put(&p.path(), p.tarball.clone());
+        }
+        server.put(&format!("{REPO_PATH}index.json"), files.index.clone());
+        server.put(
+            &format!("{REPO_PATH}index.json.minisig"),
+            files.signature.clone().expect("signed"),
+        );
+        files
+    }
+}
+
+/// Where the GitHub-shaped REST API lives on the test server (`api` in spk.toml).
+pub const GITHUB_API_PATH: &str = "/api";
+pub const GITHUB_OWNER: &str = "Smech-Labs";
+pub const GITHUB_REPO: &str = "SmechDeploy";
+
+/// One asset of a GitHub release.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// `sha256:<hex>`, as GitHub reports it; `None` for assets uploaded before GitHub kept
+    /// digests.
+    pub digest: Option<String>,
+}
+
+/// A release in the public GitHub REST shape, served as `releases/latest` and
+/// `releases/tags/TAG`, its assets under `/download/TAG/` (their `browser_download_url`).
+#[derive(Debug, Clone)]
+pub struct GithubRelease {
+    pub tag: String,
+    pub assets: Vec<Asset>,
+}
+
+impl GithubRelease {
+    /// Every package of `repo` as a `NAME.tar.xz` asset with its sha256 digest; the tag is the
+    /// repository's release name.
+    pub fn of(repo: &Repo) -> GithubRelease {
+        GithubRelease {
+            tag: repo.release.clone(),
+            assets: repo
+                .packages
+                .iter()
+                .map(|p| Asset {
+                    name: p.file.clone(),
+                    bytes: p.tarball.clone(),
+                    digest: Some(format!("sha256:{}", p.sha256)),
+                })
+                .collect(),
+        }
+    }
+
+    /// Remove the digest of asset `name` (e.g. `plasma.tar.xz`).
+    pub fn without_digest(mut self, name: &str) -> GithubRelease {
+        let asset = self
+            .assets
+            .iter_mut()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no asset {name}"));
+        asset.digest = None;
+        self
+    }
+
+    /// Add `index.json` and `index.json.minisig`, written and signed by `spk-publish`.
+    pub fn with_signed_index(
+        mut self,
+        repo: &Repo,
+        key: &SigningKey,
+        timestamp: u64,
+    ) -> GithubRelease {
+        let files = repo.run_publisher(Some(key), timestamp);
+        for (name, bytes) in [
+            ("index.json", files.index),
+            ("index.json.minisig", files.signature.expect("signed")),
+        ] {
+            self.assets.push(Asset {
+                name: name.to_string(),
+                digest: Some(format!("sha256:{}", sha256_hex(&bytes))),
+                bytes,
+            });
+        }
+        self
+    }
+
+    /// `/api/repos/OWNER/REPO/releases/latest`.
+    pub fn latest_path() -> String {
+        format!("{GITHUB_API_PATH}/repos/{GITHUB_OWNER}/{GITHUB_REPO}/releases/latest")
+    }
+
+    /// The URL path of asset `name` (its `browser_download_url` on the test server).
+    pub fn asset_path(&self, name: &str) -> String {
+        format!("/download/{}/{name}", self.tag)
+    }
+
+    /// The release as GitHub's API returns it.
+    pub fn json(&self, server: &HttpServer) -> Value {
+        let api = server.url(GITHUB_API_PATH);
+        let repo_api = format!("{api}/repos/{GITHUB_OWNER}/{GITHUB_REPO}");
+        let assets: Vec<Value> = self
+            .assets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                json!({
+                    "url": format!("{repo_api}/releases/assets/{}", 1000 + i),
+                    "id": 1000 + i,
+                    "node_id": format!("RA_test{i}"),
+                    "name": a.name,
+                    "label": "",
+                    "content_type": "application/x-xz",
+                    "state": "uploaded",
+                    "size": a.bytes.len(),
+                    "digest": a.digest,
+                    "download_count": 0,
+                    "created_at": "2026-11-25T12:00:00Z",
+                    "updated_at": "2026-11-25T12:00:00Z",
+                    "browser_download_url": server.url(&self.asset_path(&a.name)),
+                })
+            })
+            .collect();
+        json!({
+            "url": format!("{repo_api}/releases/1"),
+            "html_url": format!("https://github.com/{GITHUB_OWNER}/{GITHUB_REPO}/releases/tag/{}", self.tag),
+            "assets_url": format!("{repo_api}/releases/1/assets"),
+            "id": 1,
+            "node_id": "RE_test",
+            "tag_name": self.tag,
+            "target_commitish": "main",
+            "name": self.tag,
+            "draft": false,
+            "prerelease": false,
+            "created_at": "2026-11-25T12:00:00Z",
+            "published_at": "2026-11-25T12:00:00Z",
+            "body": "",
+            "assets": assets,
+        })
+    }
+
+    /// Serve the release JSON (as the latest release and under its tag) and its assets.
+    pub fn publish(&self, server: &HttpServer) {
+        let json = serde_json::to_vec_pretty(&self.json(server)).expect("release json");
+        server.put(&Self::latest_path(), json.clone());
+        server.put(
+            &format!(
+                "{GITHUB_API_PATH}/repos/{GITHUB_OWNER}/{GITHUB_REPO}/releases/tags/{}",
+                self.tag
+            ),
+            json,
+        );
+        for a in &self.assets {
+            server.put(&self.asset_path(&a.name), a.bytes.clone());
+        }
+    }
+}

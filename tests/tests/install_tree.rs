@@ -1,0 +1,347 @@
+//! `make install DESTDIR=… PREFIX=…` lays out spk as a SmechOS package ships it: binaries,
+//! OpenRC scripts and settings, D-Bus policy, activation file and interface, polkit actions,
+//! the applet's autostart entry, a default spk.toml that spkd accepts, man pages and shell
+//! completions; a second install keeps changed configuration; every path follows PREFIX.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spk_tests::bus::Bus;
+use spk_tests::daemon::{BUS_NAME, binary, workspace_root};
+use spk_tests::make_install::InstalledTree;
+use spk_tests::system_bus::name_owner_pid;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("spk-install-")
+        .tempdir()
+        .expect("temporary directory")
+}
+
+/// The value of `KEY=` in a shell script or desktop/service file (quotes removed).
+fn assignment(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+#[track_caller]
+fn assert_parses_as_xml(tree: &InstalledTree, abs: &str) -> String {
+    let text = tree.read(abs);
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    if let Err(e) = roxmltree::Document::parse_with_options(&text, options) {
+        panic!("{abs} is not well-formed XML: {e}");
+    }
+    text
+}
+
+#[test]
+fn make_install_places_every_file_with_its_mode() {
+    let dir = tempdir();
+    let tree = InstalledTree::make_install(&dir.path().join("dest"), "/usr", &[]);
+
+    for (path, mode) in [
+        ("/usr/bin/spkctl", 0o755),
+        ("/usr/sbin/spkd", 0o755),
+        ("/etc/init.d/spkd", 0o755),
+        ("/etc/init.d/spk-boot-check", 0o755),
+        ("/etc/conf.d/spkd", 0o644),
+        ("/etc/conf.d/spk-boot-check", 0o644),
+        ("/etc/spk/spk.toml", 0o644),
+        ("/usr/share/dbus-1/system.d/xyz.smech.Spk1.conf", 0o644),
+        (
+            "/usr/share/dbus-1/system-services/xyz.smech.Spk1.service",
+            0o644,
+        ),
+        ("/usr/share/dbus-1/interfaces/xyz.smech.Spk1.xml", 0o644),
+        ("/usr/share/polkit-1/actions/xyz.smech.spk.policy", 0o644),
+        ("/usr/share/man/man8/spkd.8", 0o644),
+        ("/usr/share/man/man1/spkctl.1", 0o644),
+        ("/usr/share/man/man1/spkctl-upgrade.1", 0o644),
+        ("/usr/share/bash-completion/completions/spkctl", 0o644),
+        ("/usr/share/zsh/site-functions/_spkctl", 0o644),
+        ("/usr/share/fish/vendor_completions.d/spkctl.fish", 0o644),
+    ] {
+        tree.assert_file(path, mode);
+    }
+    tree.assert_dir("/etc/spk/keys", 0o755);
+    assert_eq!(
+        std::fs::read_dir(tree.path("/etc/spk/keys"))
+            .expect("keys")
+            .count(),
+        0,
+        "/etc/spk/keys is not empty"
+    );
+
+    // The applet: its binary when the workspace built it, its autostart entry from applet/.
+    let notifier = binary("spkd").with_file_name("spk-notifier");
+    if notifier.is_file() {
+        tree.assert_file("/usr/bin/spk-notifier", 0o755);
+    }
+    if workspace_root()
+        .join("applet/spk-notifier.desktop")
+        .is_file()
+    {
+        tree.assert_file("/etc/xdg/autostart/spk-notifier.desktop", 0o644);
+        let desktop = tree.read("/etc/xdg/autostart/spk-notifier.desktop");
+        assert!(desktop.starts_with("[Desktop Entry]"), "{desktop}");
+        let exec = assignment(&desktop, "Exec").expect("Exec= in the desktop file");
+        assert!(exec.contains("spk-notifier"), "Exec={exec}");
+    }
+
+    // The OpenRC scripts run the installed binaries and are valid sh.
+    for script in ["/etc/init.d/spkd", "/etc/init.d/spk-boot-check"] {
+        let text = tree.read(script);
+        assert!(text.starts_with("#!/sbin/openrc-run\n"), "{script}: {text}");
+        let syntax = Command::new("sh")
+            .arg("-n")
+            .arg(tree.path(script))
+            .output()
+            .expect("run sh -n");
+        assert!(
+            syntax.status.success(),
+            "{script} is not valid sh: {}",
+            String::from_utf8_lossy(&syntax.stderr)
+        );
+    }
+    let initd = tree.read("/etc/init.d/spkd");
+    assert_eq!(
+        assignment(&initd, "command").as_deref(),
+        Some("/usr/sbin/spkd")
+    );
+    assert_eq!(
+        assignment(&initd, "supervisor").as_deref(),
+        Some("supervise-daemon")
+    );
+    assert!(initd.contains("need dbus") && initd.contains("use net"));
+    assert!(
+        tree.read("/etc/init.d/spk-boot-check")
+            .contains("/usr/bin/spkctl ")
+    );
+
+    // D-Bus activation starts the spkd the Makefile installed.
+    let service = tree.read("/usr/share/dbus-1/system-services/xyz.smech.Spk1.service");
+    assert_eq!(assignment(&service, "Name").as_deref(), Some(BUS_NAME));
+    assert_eq!(assignment(&service, "User").as_deref(), Some("root"));
+    assert_eq!(
+        assignment(&service, "Exec").as_deref(),
+        Some("/usr/sbin/spkd --system")
+    );
+
+    // The XML files are well-formed; the interface is the repository's contract.
+    assert_parses_as_xml(&tree, "/usr/share/dbus-1/system.d/xyz.smech.Spk1.conf");
+    let interface = assert_parses_as_xml(&tree, "/usr/share/dbus-1/interfaces/xyz.smech.Spk1.xml");
+    assert_eq!(
+        interface,
+        std::fs::read_to_string(workspace_root().join("dbus/xyz.smech.Spk1.xml")).unwrap()
+    );
+    let policy = assert_parses_as_xml(&tree, "/usr/share/polkit-1/actions/xyz.smech.spk.policy");
+    for action in ["refresh", "install", "upgrade", "remove"] {
+        assert!(policy.contains(&format!("id=\"xyz.smech.spk.{action}\"")));
+    }
+
+    // Man pages render without warnings; completions are for spkctl and bash can read them.
+    for page in ["/usr/share/man/man8/spkd.8", "/usr/share/man/man1/spkctl.1"] {
+        let groff = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(tree.path(page))
+            .output()
+            .expect("run groff (groff-base)");
+        assert!(
+            groff.status.success() && groff.stderr.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&groff.stderr)
+        );
+    }
+    let bash = Command::new("bash")
+        .arg("-n")
+        .arg(tree.path("/usr/share/bash-completion/completions/spkctl"))
+        .output()
+        .expect("run bash -n");
+    assert!(
+        bash.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    assert!(
+        tree.read("/usr/share/zsh/site-functions/_spkctl")
+            .starts_with("#compdef spkctl")
+    );
+    assert!(
+        tree.read("/usr/share/fish/vendor_completions.d/spkctl.fish")
+            .contains("spkctl")
+    );
+
+    // The default spk.toml points at SmechDeploy, and the installed spkd accepts it.
+    let toml = tree.read("/etc/spk/spk.toml");
+    for line in [
+        "kind = \"github\"",
+        "owner = \"Smech-Labs\"",
+        "repo = \"SmechDeploy\"",
+    ] {
+        assert!(toml.contains(line), "spk.toml lacks {line}:\n{toml}");
+    }
+    assert_installed_spkd_accepts_the_default_config(&tree, dir.path());
+}
+
+/// The installed spkd accepts the default spk.toml, and the same file with every commented
+/// example (`# key = value`, `# [[repo]]`) switched on: the examples are real keys.
+fn assert_installed_spkd_accepts_the_default_config(tree: &InstalledTree, dir: &Path) {
+    let default = tree.path("/etc/spk/spk.toml");
+    assert_spkd_starts_with(tree, &default, &dir.join("default"));
+    let all = dir.join("spk-all-examples.toml");
+    let uncommented: String = tree
+        .read("/etc/spk/spk.toml")
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest == "[[repo]]"
+                    || rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+            {
+                format!("{rest}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    for key in [
+        "parallel_downloads",
+        "allow_unverified",
+        "tag",
+        "api",
+        "mirrors",
+    ] {
+        assert!(
+            uncommented
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = "))),
+            "spk.toml has no commented example of {key}:\n{uncommented}"
+        );
+    }
+    std::fs::write(&all, uncommented).expect("write spk.toml with every example");
+    assert_spkd_starts_with(tree, &all, &dir.join("all-examples"));
+}
+
+/// Start the installed spkd with `config` on a private bus, in a network namespace of its own
+/// (the config names GitHub; nothing may leave this machine), wait until it serves its name,
+/// then stop it.
+fn assert_spkd_starts_with(tree: &InstalledTree, config: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create directory");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let bus = Bus::start(dir);
+        let log = dir.join("spkd.log");
+        let mut spkd = Command::new("unshare")
+            .arg("--net")
+            .arg(tree.path("/usr/sbin/spkd"))
+            .arg("--root")
+            .arg(dir.join("target"))
+            .arg("--config")
+            .arg(config)
+            .arg("--bus")
+            .arg(bus.address())
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("spkd log"))
+            .spawn()
+            .expect("run unshare --net spkd");
+        let conn = bus.connect().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while name_owner_pid(&conn, BUS_NAME).await.is_none() {
+            if let Ok(Some(status)) = spkd.try_wait() {
+                panic!(
+                    "the installed spkd refused {} ({status}):\n{}\n--- config ---\n{}",
+                    config.display(),
+                    std::fs::read_to_string(&log).unwrap_or_default(),
+                    std::fs::read_to_string(config).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "spkd did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = rustix::process::Pid::from_raw(spkd.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let status = spkd.wait().expect("wait for spkd");
+        assert!(status.success(), "spkd exited with {status}");
+    });
+}
+
+#[test]
+fn a_second_install_keeps_changed_configuration_and_puts_the_new_default_beside_it() {
+    let dir = tempdir();
+    let dest = dir.path().join("dest");
+    let first = InstalledTree::make_install(&dest, "/usr", &[]);
+    assert!(!kept_lines(&first.output), "{}", first.output);
+    let mine = "[[repo]]\nname = \"mine\"\nkind = \"index\"\nurl = \"https://mirror.example/\"\n";
+    std::fs::write(first.path("/etc/spk/spk.toml"), mine).expect("edit spk.toml");
+    std::fs::write(first.path("/etc/conf.d/spkd"), "SPKD_LOGLEVEL=debug\n").expect("edit conf.d");
+
+    let second = InstalledTree::make_install(&dest, "/usr", &[]);
+
+    assert_eq!(second.read("/etc/spk/spk.toml"), mine);
+    assert_eq!(second.read("/etc/conf.d/spkd"), "SPKD_LOGLEVEL=debug\n");
+    let repo = workspace_root();
+    assert_eq!(
+        second.read("/etc/spk/spk.toml.new"),
+        std::fs::read_to_string(repo.join("etc/spk.toml")).unwrap()
+    );
+    assert_eq!(
+        second.read("/etc/conf.d/spkd.new"),
+        std::fs::read_to_string(repo.join("openrc/spkd.confd")).unwrap()
+    );
+    assert!(
+        kept_lines(&second.output) && second.output.contains("spk.toml.new"),
+        "make install did not say it kept the configuration:\n{}",
+        second.output
+    );
+    // An unchanged configuration file is simply replaced.
+    assert!(!second.path("/etc/conf.d/spk-boot-check.new").exists());
+    // Programs and scripts are replaced.
+    second.assert_file("/usr/sbin/spkd", 0o755);
+    second.assert_file("/etc/init.d/spkd", 0o755);
+}
+
+/// Whether make said it kept a configuration file.
+fn kept_lines(make_output: &str) -> bool {
+    make_output.lines().any(|l| l.starts_with("kept "))
+}
+
+#[test]
+fn every_installed_path_follows_prefix() {
+    let dir = tempdir();
+    let tree = InstalledTree::make_install(&dir.path().join("dest"), "/usr/local", &[]);
+
+    tree.assert_file("/usr/local/sbin/spkd", 0o755);
+    tree.assert_file("/usr/local/bin/spkctl", 0o755);
+    tree.assert_file(
+        "/usr/local/share/dbus-1/system.d/xyz.smech.Spk1.conf",
+        0o644,
+    );
+    tree.assert_file("/usr/local/share/man/man8/spkd.8", 0o644);
+    // Init scripts stay in /etc and run the binaries where they are.
+    let initd = tree.read("/etc/init.d/spkd");
+    assert_eq!(
+        assignment(&initd, "command").as_deref(),
+        Some("/usr/local/sbin/spkd")
+    );
+    let boot_check = tree.read("/etc/init.d/spk-boot-check");
+    assert!(
+        boot_check.contains("/usr/local/bin/spkctl "),
+        "{boot_check}"
+    );
+    assert!(!boot_check.contains("/usr/bin/spkctl"), "{boot_check}");
+    let service = tree.read("/usr/local/share/dbus-1/system-services/xyz.smech.Spk1.service");
+    assert_eq!(
+        assignment(&service, "Exec").as_deref(),
+        Some("/usr/local/sbin/spkd --system")
+    );
+    assert!(!tree.path("/usr/sbin/spkd").exists());
+}

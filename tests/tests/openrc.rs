@@ -1,0 +1,250 @@
+//! spk's OpenRC services, run by a real OpenRC (Debian's `openrc` package) in a throw-away
+//! mount and pid namespace: the init scripts `make install` placed start spkd under
+//! supervise-daemon, which restarts it after a crash; the boot check makes spkd refresh; the
+//! service stops cleanly. The transcript of every `rc-service` run is printed (run with
+//! `--nocapture` to see it).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use spk_tests::bus::Bus;
+use spk_tests::daemon::BUS_NAME;
+use spk_tests::make_install::InstalledTree;
+use spk_tests::openrc::{OpenRc, RcOutput};
+use spk_tests::repo::REPO_PATH;
+use spk_tests::system_bus::name_owner_pid;
+use spk_tests::{HttpServer, Package, Repo};
+
+/// How long spkd may take to appear on the bus, or to be restarted.
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every command run and what it printed, in order.
+#[derive(Default)]
+struct Transcript(String);
+
+impl Transcript {
+    fn record(&mut self, out: RcOutput) -> RcOutput {
+        self.0.push_str(&out.to_string());
+        out
+    }
+
+    /// What the test observed between two commands.
+    fn note(&mut self, text: &str) {
+        self.0.push_str(&format!("  -> {text}\n"));
+    }
+}
+
+#[tokio::test]
+async fn openrc_starts_spkd_restarts_it_after_a_kill_refreshes_at_boot_and_stops_it() {
+    let dir = tempfile::Builder::new()
+        .prefix("spk-openrc-")
+        .tempdir()
+        .expect("temporary directory");
+    let installed = InstalledTree::make_install(&dir.path().join("dest"), "/usr", &[]);
+    // What the OpenRC system shares with the test: the bus socket and spkd's target root.
+    let shared = dir.path().join("shared");
+    let target = shared.join("target");
+    std::fs::create_dir_all(target.join("etc/spk")).expect("create target root");
+    let server = HttpServer::start();
+    Repo::new()
+        .with(Package::new("plasma", "6.6.5-1").file("usr/share/plasma/version", "6.6.5\n", 0o644))
+        .publish(&server);
+    let config = target.join("etc/spk/spk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[repo]]\nname = \"test\"\nkind = \"index\"\nurl = \"{}\"\n",
+            server.url(REPO_PATH)
+        ),
+    )
+    .expect("write spk.toml");
+    let bus = Bus::start(&shared);
+    let rc = OpenRc::boot(&dir.path().join("openrc"), &installed, &shared);
+    rc.append_conf(
+        "spkd",
+        &format!(
+            "SPKD_BUS=\"--bus {}\"\nSPKD_OPTS=\"--root {} --config {}\"\nSPKD_LOGLEVEL=debug\nrespawn_delay=1\n",
+            bus.address(),
+            target.display(),
+            config.display()
+        ),
+    );
+    rc.append_conf(
+        "spk-boot-check",
+        &format!(
+            "SPK_BOOT_CHECK_DELAY_MAX=0\nSPK_BOOT_CHECK_OPTS=\"--bus {}\"\n",
+            bus.address()
+        ),
+    );
+    let conn = bus.connect().await;
+    let mut log = Transcript::default();
+    let spkd_log = rc.path("/var/log/spkd.log");
+
+    // Enabled as a distribution enables them.
+    log.record(rc.run(&["rc-update", "add", "spkd", "default"]).await)
+        .assert_code(0);
+    log.record(
+        rc.run(&["rc-update", "add", "spk-boot-check", "default"])
+            .await,
+    )
+    .assert_code(0);
+
+    // rc-service spkd start: dbus first (need), then spkd under supervise-daemon.
+    log.record(rc.run(&["rc-service", "spkd", "start"]).await)
+        .assert_code(0)
+        .assert_output_contains("Starting spkd");
+    let first = wait_for_owner(&conn, None, &spkd_log).await;
+    assert!(
+        rc.owns_process(first),
+        "the owner of {BUS_NAME} (pid {first}) is not the OpenRC system's spkd"
+    );
+    let cmdline = std::fs::read_to_string(format!("/proc/{first}/cmdline"))
+        .expect("spkd's command line")
+        .replace('\0', " ");
+    assert!(
+        cmdline.starts_with("/usr/sbin/spkd --bus ") && cmdline.contains("--log-level debug"),
+        "spkd was not started as the init script says: {cmdline}"
+    );
+    log.note(&format!(
+        "pid {first} owns {BUS_NAME}: {}",
+        cmdline.trim_end()
+    ));
+    log.record(rc.run(&["rc-service", "spkd", "status"]).await)
+        .assert_code(0)
+        .assert_output_contains("status: started");
+
+    // A crash: supervise-daemon starts a new spkd, which owns the name again.
+    kill(first, rustix::process::Signal::KILL);
+    let second = wait_for_owner(&conn, Some(first), &spkd_log).await;
+    assert!(rc.owns_process(second));
+    log.note(&format!(
+        "kill -KILL {first}; supervise-daemon restarted spkd: pid {second} owns {BUS_NAME}"
+    ));
+    log.record(rc.run(&["rc-service", "spkd", "status"]).await)
+        .assert_code(0)
+        .assert_output_contains("status: started");
+
+    // The boot check (no delay) asks spkd to refresh; spkd logs the transaction.
+    log.record(rc.run(&["rc-service", "spk-boot-check", "start"]).await)
+        .assert_code(0)
+        .assert_output_contains("Checking for updates");
+    let check_log = rc.path("/var/log/spk-boot-check.log");
+    wait_for_text(&spkd_log, "action=\"refresh\"").await;
+    // spkctl check exits 0 (no updates) or 100 (updates available): both are a success.
+    let result = wait_for_text(&check_log, "spk-boot-check: ").await;
+    assert!(
+        !result.contains("check failed"),
+        "the boot check failed:\n{result}"
+    );
+    let queued = std::fs::read_to_string(&spkd_log).expect("spkd.log");
+    let queued = queued
+        .lines()
+        .find(|l| l.contains("action=\"refresh\""))
+        .expect("refresh line");
+    log.note(&format!("spkd.log: {queued}"));
+    log.note(&format!(
+        "spk-boot-check.log: {}",
+        result.lines().collect::<Vec<_>>().join(" | ")
+    ));
+
+    // With the default delay (up to SPK_BOOT_CHECK_DELAY_MAX seconds) the check waits in the
+    // background: boot goes on at once, and stopping the service cancels the waiting check.
+    rc.append_conf("spk-boot-check", "SPK_BOOT_CHECK_DELAY_MAX=3600\n");
+    let started = Instant::now();
+    let restart = log.record(rc.run(&["rc-service", "spk-boot-check", "restart"]).await);
+    restart.assert_code(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the boot check held up its start for {:?}",
+        started.elapsed()
+    );
+    let delay: u32 = restart
+        .output
+        .split("Checking for updates in ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no delay in:\n{restart}"));
+    assert!(delay <= 3600, "delay {delay}s is above the maximum");
+    let stop = log.record(rc.run(&["rc-service", "spk-boot-check", "stop"]).await);
+    stop.assert_code(0);
+    if delay > 0 {
+        stop.assert_output_contains("Cancelling the pending check for updates");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let refreshes = std::fs::read_to_string(&spkd_log)
+            .expect("spkd.log")
+            .matches("action=\"refresh\"")
+            .count();
+        assert_eq!(refreshes, 1, "the cancelled check still refreshed");
+    }
+
+    // rc-service spkd stop: SIGTERM, spkd finishes and exits, the name is released.
+    log.record(rc.run(&["rc-service", "spkd", "stop"]).await)
+        .assert_code(0)
+        .assert_output_contains("Stopping spkd");
+    assert_eq!(name_owner_pid(&conn, BUS_NAME).await, None);
+    assert!(
+        !Path::new(&format!("/proc/{second}")).exists(),
+        "spkd (pid {second}) still runs after rc-service spkd stop"
+    );
+    let text = std::fs::read_to_string(&spkd_log).expect("spkd.log");
+    assert!(
+        text.trim_end().ends_with("stopped"),
+        "spkd did not stop cleanly; its log:\n{text}"
+    );
+    log.note(&format!(
+        "{BUS_NAME} released, pid {second} gone; spkd.log ends: {}",
+        text.lines()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" | ")
+    ));
+    log.record(rc.run(&["rc-service", "spkd", "status"]).await)
+        .assert_code(3)
+        .assert_output_contains("status: stopped");
+
+    println!("===== OpenRC transcript =====\n{}=====", log.0);
+}
+
+/// The pid of the process owning [`BUS_NAME`], once it is owned by another process than
+/// `previous`.
+async fn wait_for_owner(conn: &zbus::Connection, previous: Option<u32>, log: &Path) -> u32 {
+    let deadline = Instant::now() + SERVICE_TIMEOUT;
+    loop {
+        match name_owner_pid(conn, BUS_NAME).await {
+            Some(pid) if Some(pid) != previous => return pid,
+            _ if Instant::now() > deadline => panic!(
+                "no new owner of {BUS_NAME} within {SERVICE_TIMEOUT:?} (previous: {previous:?}); \
+                 spkd.log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Wait until the file at `path` contains `text`; returns the file's content.
+async fn wait_for_text(path: &Path, text: &str) -> String {
+    let deadline = Instant::now() + SERVICE_TIMEOUT;
+    loop {
+        let content = std::fs::read_to_string(path).unwrap_or_default();
+        if content.contains(text) {
+            return content;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} does not contain {text:?} within {SERVICE_TIMEOUT:?}:\n{content}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kill(pid: u32, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    rustix::process::kill_process(pid, signal).expect("send signal");
+}
