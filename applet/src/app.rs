@@ -1,0 +1,357 @@
+//! The notifier's main loop: wires spkd's events into the model and the model's answers into
+//! the tray item, notifications and job views.
+//!
+//! One task owns everything and handles one input at a time — an spkd event, a menu click, a
+//! notification action — so the model needs no locks. Calls that may wait on the user (polkit's
+//! password prompt for `Upgrade` or `Refresh`) run in their own tasks and report failures back.
+//! When the spkd bus itself goes away the loop reconnects with a growing delay.
+
+use std::time::Duration;
+
+use ksni::TrayMethods;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::jobview::{JobView, JobViews};
+use crate::model::{Effect, Model, Update, View};
+use crate::notify::Notices;
+use crate::spkd::{self, Spkd, apply_properties};
+use crate::tray::{Command, UpdatesTray};
+use crate::watch::{SpkdEvent, Watch};
+
+/// First and longest delay between attempts to reach the spkd bus.
+const RECONNECT_MIN: Duration = Duration::from_secs(2);
+const RECONNECT_MAX: Duration = Duration::from_secs(60);
+
+/// How the notifier was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The bus spkd is on; `None` = the system bus.
+    pub bus: Option<String>,
+}
+
+/// A call to spkd that failed in its own task.
+#[derive(Debug)]
+struct CallFailed {
+    summary: &'static str,
+    message: String,
+}
+
+/// Everything the loop owns besides its input streams.
+struct App {
+    model: Model,
+    tray: ksni::Handle<UpdatesTray>,
+    rendered: View,
+    notices: Notices,
+    job_views: JobViews,
+    job_view: Option<JobView>,
+    spkd: Option<Spkd>,
+    failures: mpsc::UnboundedSender<CallFailed>,
+}
+
+/// Run until SIGTERM or SIGINT.
+pub async fn run(options: Options) -> Result<(), Error> {
+    let session = zbus::Connection::session()
+        .await
+        .map_err(Error::connect("session"))?;
+    let model = Model::new();
+    let (commands_tx, mut commands) = mpsc::unbounded_channel();
+    let (failures_tx, mut failures) = mpsc::unbounded_channel();
+    let rendered = model.view();
+    let tray = UpdatesTray::new(rendered.clone(), commands_tx)
+        .assume_sni_available(true)
+        .spawn()
+        .await?;
+    let mut app = App {
+        model,
+        tray,
+        rendered,
+        notices: Notices::new(&session).await?,
+        job_views: JobViews::new(&session),
+        job_view: None,
+        spkd: None,
+        failures: failures_tx,
+    };
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
+
+    let mut watch: Option<Watch> = None;
+    let mut retry_at = Instant::now();
+    let mut retry_delay = RECONNECT_MIN;
+    loop {
+        if watch.is_none() && Instant::now() >= retry_at {
+            match app.connect(options.bus.as_deref()).await {
+                Ok(w) => {
+                    watch = Some(w);
+                    retry_delay = RECONNECT_MIN;
+                }
+                Err(e @ Error::BusAddress { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "spkd's bus is unreachable; retrying in {retry_delay:?}");
+                    retry_at = Instant::now() + retry_delay;
+                    retry_delay = (retry_delay * 2).min(RECONNECT_MAX);
+                }
+            }
+            app.render().await;
+        }
+        tokio::select! {
+            event = next_event(&mut watch) => match event {
+                Some(event) => app.on_spkd(event).await,
+                None => {
+                    tracing::warn!("lost the connection to spkd's bus");
+                    watch = None;
+                    app.spkd = None;
+                    let effects = app.model.daemon_vanished();
+                    app.apply(effects).await;
+                    retry_at = Instant::now() + retry_delay;
+                }
+            },
+            () = tokio::time::sleep_until(retry_at), if watch.is_none() => {}
+            Some(command) = commands.recv() => app.on_command(command).await,
+            Some(command) = app.notices.action() => app.on_command(command).await,
+            Some(failed) = failures.recv() => {
+                tracing::warn!(summary = failed.summary, message = %failed.message, "call failed");
+                app.notices.inform(failed.summary, &failed.message).await;
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+        app.render().await;
+    }
+    tracing::info!("stopping");
+    app.tray.shutdown().await;
+    Ok(())
+}
+
+/// The next event of `watch`; never resolves while there is none.
+async fn next_event(watch: &mut Option<Watch>) -> Option<SpkdEvent> {
+    match watch {
+        Some(watch) => watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl App {
+    /// Connect to spkd's bus, subscribe, and load spkd's state if it runs.
+    async fn connect(&mut self, bus: Option<&str>) -> Result<Watch, Error> {
+        let conn = spkd::connect(bus).await?;
+        let watch = Watch::subscribe(&conn).await?;
+        self.spkd = Some(Spkd::new(&conn).await?);
+        if let Some(owner) = watch.owner() {
+            tracing::info!(%owner, "spkd is running");
+            self.model.daemon_appeared();
+            self.reload().await;
+        } else {
+            tracing::info!("spkd is not running");
+        }
+        Ok(watch)
+    }
+
+    async fn on_spkd(&mut self, event: SpkdEvent) {
+        tracing::debug!(?event, "from spkd");
+        match event {
+            SpkdEvent::OwnerChanged(Some(owner)) => {
+                tracing::info!(%owner, "spkd started");
+                if self.model.daemon_present() {
+                    let effects = self.model.daemon_vanished();
+                    self.apply(effects).await;
+                }
+                self.model.daemon_appeared();
+                self.reload().await;
+            }
+            SpkdEvent::OwnerChanged(None) => {
+                tracing::info!("spkd stopped");
+                let effects = self.model.daemon_vanished();
+                self.apply(effects).await;
+            }
+            SpkdEvent::UpdatesAvailable { count, names } => {
+                tracing::info!(count, ?names, "spkd announced updates");
+                if !self.reload_updates().await {
+                    // Without ListPackages, the signal's names are all we know.
+                    let updates = names
+                        .into_iter()
+                        .map(|name| Update {
+                            name,
+                            installed_version: String::new(),
+                            available_version: String::new(),
+                        })
+                        .collect();
+                    let effects = self.model.set_updates(count, updates);
+                    self.apply(effects).await;
+                }
+            }
+            SpkdEvent::ManagerChanged { changed } => {
+                if changed.iter().any(|p| p == "UpdateCount") {
+                    self.reload_updates().await;
+                }
+                if changed.iter().any(|p| p == "Busy") && !self.model.is_following_job() {
+                    self.reload_transactions().await;
+                }
+            }
+            SpkdEvent::TransactionChanged { path, changed } => {
+                let followed = self.model.job().filter(|j| j.path == path).cloned();
+                let job = match followed {
+                    Some(mut job) => {
+                        apply_properties(&mut job, &changed);
+                        job
+                    }
+                    None if self.model.follows(&path) || self.model.is_following_job() => return,
+                    None => match self.read_transaction(&path).await {
+                        Some(job) => job,
+                        None => return,
+                    },
+                };
+                let effects = self.model.transaction_seen(job);
+                self.apply(effects).await;
+            }
+            SpkdEvent::PackageDone {
+                path,
+                name,
+                version,
+            } => self.model.package_done(&path, &name, &version),
+            SpkdEvent::TransactionFinished {
+                path,
+                state,
+                message,
+            } => {
+                tracing::info!(%path, %state, %message, "transaction finished");
+                let effects = self.model.transaction_finished(&path, &state, &message);
+                self.apply(effects).await;
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        tracing::info!(?command, "user command");
+        if command == Command::Details {
+            self.notices
+                .details(self.model.count(), self.model.updates())
+                .await;
+            return;
+        }
+        let Some(spkd) = self.spkd.clone() else {
+            self.notices
+                .inform(
+                    "Update service not running",
+                    "spkd cannot be reached on the system bus.",
+                )
+                .await;
+            return;
+        };
+        let failures = self.failures.clone();
+        // In its own task: polkit may keep the call waiting for the user's password.
+        tokio::spawn(async move {
+            let (summary, result) = match command {
+                Command::Install => ("Could not start the update", spkd.upgrade_all().await),
+                Command::Check => ("Could not check for updates", spkd.refresh().await),
+                Command::Details => return,
+            };
+            match result {
+                Ok(path) => tracing::info!(%path, ?command, "spkd started a transaction"),
+                Err(e) => {
+                    let _ = failures.send(CallFailed {
+                        summary,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        });
+    }
+
+    /// Everything from spkd anew: updates and transactions.
+    async fn reload(&mut self) {
+        self.reload_updates().await;
+        self.reload_transactions().await;
+    }
+
+    /// `UpdateCount` + `ListPackages` into the model; `false` when spkd could not be read.
+    async fn reload_updates(&mut self) -> bool {
+        let Some(spkd) = &self.spkd else {
+            return false;
+        };
+        match spkd.updates().await {
+            Ok((count, updates)) => {
+                let effects = self.model.set_updates(count, updates);
+                self.apply(effects).await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read spkd's updates");
+                false
+            }
+        }
+    }
+
+    /// `GetTransactions` into the model: a transaction started before we looked is followed too.
+    async fn reload_transactions(&mut self) {
+        let Some(spkd) = &self.spkd else {
+            return;
+        };
+        match spkd.transactions().await {
+            Ok(jobs) => {
+                for job in jobs.into_iter().filter(|j| !j.is_over()) {
+                    let effects = self.model.transaction_seen(job);
+                    self.apply(effects).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list spkd's transactions"),
+        }
+    }
+
+    async fn read_transaction(&self, path: &str) -> Option<crate::model::Job> {
+        let spkd = self.spkd.as_ref()?;
+        match spkd.transaction(path).await {
+            Ok(job) => Some(job),
+            Err(e) => {
+                tracing::debug!(%path, error = %e, "could not read a transaction");
+                None
+            }
+        }
+    }
+
+    /// Carry out the model's effects.
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Announce { count, updates } => {
+                    self.notices.announce(count, &updates).await;
+                }
+                Effect::Withdraw => self.notices.withdraw().await,
+                Effect::JobStarted { title, packages } => {
+                    // The "updates available" notice is stale once they are being installed.
+                    self.notices.withdraw().await;
+                    self.job_view = self.job_views.start(&title, &packages).await;
+                    self.model.set_progress_elsewhere(self.job_view.is_some());
+                }
+                Effect::JobProgress { percent, message } => {
+                    if let Some(view) = &mut self.job_view {
+                        view.progress(percent, &message).await;
+                    }
+                }
+                Effect::JobEnded {
+                    summary,
+                    body,
+                    error,
+                } => {
+                    self.model.set_progress_elsewhere(false);
+                    match self.job_view.take() {
+                        Some(view) => view.finish(error.as_deref()).await,
+                        None => self.notices.inform(&summary, &body).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Show the model on the tray item (when it changed).
+    async fn render(&mut self) {
+        let view = self.model.view();
+        if view != self.rendered {
+            tracing::debug!(?view, "tray item");
+            self.rendered = view.clone();
+            self.tray.update(|tray| tray.set_view(view)).await;
+        }
+    }
+}

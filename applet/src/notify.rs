@@ -1,0 +1,209 @@
+//! Desktop notifications (`org.freedesktop.Notifications` on the session bus).
+//!
+//! The notifier keeps one notification slot: a new notice replaces the previous one
+//! (`replaces_id`), so the user never sees a stack of stale "updates available". The update
+//! notice carries the actions `install` ("Install updates") and `default` ("Show details");
+//! [`Notices::action`] maps the server's `ActionInvoked` for that notice back to a
+//! [`Command`]. A missing notification server is not an error: the tray item still shows
+//! everything.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use futures_util::stream::Select;
+use zbus::message::Type as MessageType;
+use zbus::zvariant::Value;
+use zbus::{Connection, MatchRule, MessageStream, proxy};
+
+use crate::error::Error;
+use crate::model::{Update, count_phrase};
+use crate::tray::Command;
+
+/// The application name notification servers show and group by.
+pub const APP_NAME: &str = "Software Updates";
+/// The icon of every notice (freedesktop/Breeze theme).
+const APP_ICON: &str = "system-software-update";
+/// The action that installs the updates.
+pub const ACTION_INSTALL: &str = "install";
+pub const ACTION_INSTALL_LABEL: &str = "Install updates";
+/// The action of a click on the notice body.
+const ACTION_DEFAULT: &str = "default";
+const ACTION_DEFAULT_LABEL: &str = "Show details";
+const NOTIFICATIONS_IFACE: &str = "org.freedesktop.Notifications";
+
+#[proxy(
+    interface = "org.freedesktop.Notifications",
+    default_service = "org.freedesktop.Notifications",
+    default_path = "/org/freedesktop/Notifications"
+)]
+trait Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        app_name: &str,
+        replaces_id: u32,
+        app_icon: &str,
+        summary: &str,
+        body: &str,
+        actions: &[&str],
+        hints: HashMap<&str, Value<'_>>,
+        expire_timeout: i32,
+    ) -> zbus::Result<u32>;
+    fn close_notification(&self, id: u32) -> zbus::Result<()>;
+}
+
+/// The notifier's notifications.
+pub struct Notices {
+    proxy: NotificationsProxy<'static>,
+    signals: Select<MessageStream, MessageStream>,
+    /// The notice on screen (or in the server's list), if any.
+    shown: Option<Shown>,
+}
+
+/// Our notice the server holds.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    id: u32,
+    /// It lists pending updates (and goes when they do).
+    lists_updates: bool,
+}
+
+impl Notices {
+    /// Subscribe to the server's `ActionInvoked` and `NotificationClosed` on `session`.
+    pub async fn new(session: &Connection) -> Result<Notices, Error> {
+        let proxy = NotificationsProxy::builder(session)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(Error::call("Notifications proxy"))?;
+        let rule = |member: &'static str| {
+            MatchRule::builder()
+                .msg_type(MessageType::Signal)
+                .interface(NOTIFICATIONS_IFACE)
+                .and_then(|b| b.member(member))
+                .map(|b| b.build())
+                .map_err(Error::call("notification match rule"))
+        };
+        let actions = MessageStream::for_match_rule(rule("ActionInvoked")?, session, Some(64))
+            .await
+            .map_err(Error::call("AddMatch ActionInvoked"))?;
+        let closed = MessageStream::for_match_rule(rule("NotificationClosed")?, session, Some(64))
+            .await
+            .map_err(Error::call("AddMatch NotificationClosed"))?;
+        Ok(Notices {
+            proxy,
+            signals: futures_util::stream::select(actions, closed),
+            shown: None,
+        })
+    }
+
+    /// "3 updates available", one line per package, with "Install updates".
+    pub async fn announce(&mut self, count: u32, updates: &[Update]) {
+        let body = describe(updates);
+        self.show(&count_phrase(count), &body, true).await;
+    }
+
+    /// The list of updates, shown on "Show details".
+    pub async fn details(&mut self, count: u32, updates: &[Update]) {
+        if count == 0 {
+            self.show("No updates available", "The system is up to date.", false)
+                .await;
+        } else {
+            let summary = format!("Available updates ({count})");
+            self.show(&summary, &describe(updates), true).await;
+        }
+    }
+
+    /// A notice without actions (a result, an error).
+    pub async fn inform(&mut self, summary: &str, body: &str) {
+        self.show(summary, body, false).await;
+    }
+
+    /// Close the notice listing updates, if it is still there (a result or error stays).
+    pub async fn withdraw(&mut self) {
+        if let Some(shown) = self.shown.take_if(|s| s.lists_updates)
+            && let Err(e) = self.proxy.close_notification(shown.id).await
+        {
+            tracing::debug!(id = shown.id, error = %e, "could not close the notification");
+        }
+    }
+
+    async fn show(&mut self, summary: &str, body: &str, offer_install: bool) {
+        let actions: &[&str] = if offer_install {
+            &[
+                ACTION_INSTALL,
+                ACTION_INSTALL_LABEL,
+                ACTION_DEFAULT,
+                ACTION_DEFAULT_LABEL,
+            ]
+        } else {
+            &[ACTION_DEFAULT, ACTION_DEFAULT_LABEL]
+        };
+        let mut hints = HashMap::new();
+        hints.insert("desktop-entry", Value::from("spk-notifier"));
+        hints.insert("urgency", Value::U8(1));
+        let replaces = self.shown.map_or(0, |s| s.id);
+        match self
+            .proxy
+            .notify(
+                APP_NAME, replaces, APP_ICON, summary, body, actions, hints, -1,
+            )
+            .await
+        {
+            Ok(id) => {
+                tracing::info!(id, summary, "notification shown");
+                self.shown = Some(Shown {
+                    id,
+                    lists_updates: offer_install,
+                });
+            }
+            Err(e) => tracing::warn!(summary, error = %e, "no notification server took the notice"),
+        }
+    }
+
+    /// The next `ActionInvoked` of our notice, as a command (other signals update the slot and
+    /// are swallowed). `None` when the session bus is gone.
+    pub async fn action(&mut self) -> Option<Command> {
+        loop {
+            let msg = match self.signals.next().await? {
+                Ok(msg) => msg,
+                Err(_) => continue,
+            };
+            let header = msg.header();
+            let member = header.member().map(|m| m.as_str().to_owned());
+            match member.as_deref() {
+                Some("ActionInvoked") => {
+                    let Ok((id, key)) = msg.body().deserialize::<(u32, String)>() else {
+                        continue;
+                    };
+                    if self.shown.is_none_or(|s| s.id != id) {
+                        continue;
+                    }
+                    tracing::info!(id, action = %key, "notification action invoked");
+                    match key.as_str() {
+                        ACTION_INSTALL => return Some(Command::Install),
+                        ACTION_DEFAULT => return Some(Command::Details),
+                        _ => {}
+                    }
+                }
+                Some("NotificationClosed") => {
+                    if let Ok((id, _reason)) = msg.body().deserialize::<(u32, u32)>()
+                        && self.shown.is_some_and(|s| s.id == id)
+                    {
+                        self.shown = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One line per update: "kate 1.0-1 → 2.0-1".
+fn describe(updates: &[Update]) -> String {
+    updates
+        .iter()
+        .map(Update::describe)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,392 @@
+//! spk-notifier on a headless desktop: a real StatusNotifierWatcher and a real notification
+//! server (dunst on Xvfb) on a private session bus, spkd on its own "system" bus, and the
+//! user's story told through them — updates appear, the tray item turns Active with the count,
+//! a notification offers "Install updates", choosing it upgrades the system.
+//!
+//! Needs `Xvfb`, `dunst` and `status-notifier-watcher` (Debian packages `xvfb`, `dunst`,
+//! `haskell-status-notifier-item-utils`; `.ci/run` installs them) besides what `spk-tests`
+//! needs. Each test prints what the watcher, the item and dunst exposed (see `--nocapture`).
+
+mod desktop;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use desktop::{CallMonitor, Session, eventually};
+use spk_tests::client::{MANAGER, MANAGER_PATH, TRANSACTION};
+use spk_tests::{Fault, Package, Repo};
+use zbus::object_server::ObjectServer;
+use zbus::zvariant::OwnedObjectPath;
+
+fn kate(version: &str) -> Package {
+    Package::new("kate", version).file(
+        "usr/bin/kate",
+        format!("#!/bin/sh\necho kate {version}\n"),
+        0o755,
+    )
+}
+
+/// Wait until spkd has a transaction of `kind` in state `finished`; its path.
+async fn finished_transaction(session: &Session, kind: &str) -> String {
+    let client = session.env.client().await;
+    let client = &client;
+    eventually(
+        &format!("a finished {kind} transaction in spkd"),
+        || async move {
+            let mut seen = Vec::new();
+            for path in client.transactions().await {
+                let props = client.properties(path.as_str(), TRANSACTION).await;
+                if props["Kind"] == kind && props["State"] == "finished" {
+                    return Ok(path.to_string());
+                }
+                seen.push(props);
+            }
+            Err(format!("{seen:?}"))
+        },
+    )
+    .await
+}
+
+/// `Refresh({})` on spkd, as another client (the boot-time check) would call it.
+async fn refresh_from_elsewhere(session: &Session) {
+    let client = session.env.client().await;
+    let options: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
+    client
+        .call(MANAGER_PATH, MANAGER, "Refresh", &(options,))
+        .await
+        .expect("Refresh");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_turn_the_item_active_and_the_notification_installs_them() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let desktop = &s.desktop;
+    // What spkd's polkit check will see of the notifier's calls.
+    let calls = CallMonitor::start(s.env.bus.address(), &["Refresh", "Upgrade"]).await;
+
+    // Nothing pending: the item is Passive and offers no install.
+    let idle = s.wait_for(&item, "Passive", "System is up to date").await;
+    let idle_props = item.all_properties(desktop).await;
+    let menu = item.menu(desktop).await;
+    assert!(
+        menu.iter()
+            .any(|(_, l, enabled)| l == "Install updates" && !enabled),
+        "{menu:?}"
+    );
+
+    // A new release; the user clicks "Check now" in the tray menu.
+    let v2 = Repo::new().with(kate("2.0-1"));
+    s.env.publish(&v2);
+    // The download of the upgrade stalls a moment, so its progress can be watched.
+    s.env.server.set_fault_times(
+        &v2.get("kate").path(),
+        Fault::Stall(Duration::from_millis(1500)),
+        1,
+    );
+    item.click(desktop, "Check now").await;
+    let (title, names) = s.wait_for(&item, "Active", "1 update available").await;
+    assert_eq!(names, "kate");
+    let active_props = item.all_properties(desktop).await;
+    let active_menu = item.menu(desktop).await;
+    assert!(
+        active_menu
+            .iter()
+            .any(|(_, l, enabled)| l == "Install updates" && *enabled),
+        "{active_menu:?}"
+    );
+
+    // dunst received one notification offering "Install updates".
+    let received = eventually("dunst to receive the notification", || async move {
+        let r = desktop.received();
+        if r.is_empty() {
+            Err("nothing".to_owned())
+        } else {
+            Ok(r)
+        }
+    })
+    .await;
+    let notice = &received[0];
+    assert_eq!(notice.app_name, "Software Updates");
+    assert_eq!(notice.summary, "1 update available");
+    assert_eq!(notice.body, "kate 1.0-1 → 2.0-1");
+    assert_eq!(notice.desktop_entry, "spk-notifier");
+    let displayed = desktop.dunstctl(&["count", "displayed"]);
+    assert_eq!(displayed.trim(), "1", "dunst displays {displayed}");
+
+    // The user opens the notification's actions and picks "Install updates".
+    desktop.dunstctl(&["context"]);
+    let offered = eventually("dunst's context menu", || async move {
+        desktop
+            .context_menu()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(String::new)
+    })
+    .await;
+    assert!(
+        offered
+            .lines()
+            .any(|l| l.starts_with("#Install updates") && l.ends_with(",install]")),
+        "dunst offered: {offered}"
+    );
+    assert!(
+        offered.lines().any(|l| l.ends_with(",default]")),
+        "{offered}"
+    );
+
+    // The upgrade runs; the tooltip shows its progress (no job tracker on this desktop).
+    let item_ref = &item;
+    let (progress_title, activity) = eventually("progress in the tooltip", || async move {
+        let item = item_ref;
+        let now = (item.status(desktop).await, item.tooltip(desktop).await);
+        if now.0 == "Active" && now.1.0.starts_with("Installing updates… ") {
+            Ok(now.1)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
+    assert!(progress_title.ends_with(" %"), "{progress_title}");
+    let transaction = finished_transaction(&s, "upgrade").await;
+    s.env
+        .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 2.0-1\n", 0o755);
+    // Both calls let polkit ask the desktop's agent for a password.
+    let seen = calls.seen();
+    for member in ["Refresh", "Upgrade"] {
+        assert!(
+            seen.iter()
+                .any(|c| c.member == member && c.allow_interactive_auth),
+            "{member} without ALLOW_INTERACTIVE_AUTHORIZATION: {seen:?}"
+        );
+    }
+
+    // Done: Passive again, and a notice says so.
+    s.wait_for(&item, "Passive", "System is up to date").await;
+    let done = eventually("the 'Updates installed' notice", || async move {
+        let r = desktop.received();
+        r.iter()
+            .find(|n| n.summary == "Updates installed")
+            .cloned()
+            .ok_or_else(|| format!("{r:?}"))
+    })
+    .await;
+    assert_eq!(done.body, "kate 2.0-1");
+
+    eprintln!("===== account =====");
+    eprintln!(
+        "watcher RegisteredStatusNotifierItems = {:?}",
+        desktop.registered_items().await
+    );
+    eprintln!("item (idle) ToolTip = {idle:?}");
+    for (k, v) in &idle_props {
+        eprintln!("  idle   {k} = {v}");
+    }
+    eprintln!("item (updates) ToolTip = ({title:?}, {names:?})");
+    for (k, v) in &active_props {
+        eprintln!("  active {k} = {v}");
+    }
+    eprintln!("menu (idle) = {menu:?}");
+    eprintln!("menu (updates) = {active_menu:?}");
+    eprintln!("progress tooltip = ({progress_title:?}, {activity:?})");
+    eprintln!("dunst received = {:#?}", desktop.received());
+    eprintln!("dunst context menu offered:\n{offered}");
+    eprintln!("upgrade transaction = {transaction}");
+    eprintln!("calls seen on spkd's bus = {seen:?}");
+    eprintln!("dunstctl history = {}", desktop.dunstctl(&["history"]));
+}
+
+/// Calls the notifier made on the fake job tracker, in order.
+#[derive(Clone, Default)]
+struct JobLog(Arc<Mutex<Vec<String>>>);
+
+impl JobLog {
+    fn push(&self, call: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A stand-in for Plasma's `org.kde.JobViewServer` that records what it is told.
+struct FakeJobViewServer {
+    log: JobLog,
+    views: u32,
+}
+
+#[zbus::interface(name = "org.kde.JobViewServer")]
+impl FakeJobViewServer {
+    #[zbus(name = "requestView")]
+    async fn request_view(
+        &mut self,
+        app_name: String,
+        app_icon_name: String,
+        capabilities: i32,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> OwnedObjectPath {
+        self.views += 1;
+        let path = format!("/JobViewServer/JobView_{}", self.views);
+        let view = FakeJobView {
+            log: self.log.clone(),
+        };
+        server
+            .at(path.as_str(), view)
+            .await
+            .expect("serve job view");
+        self.log.push(format!(
+            "requestView({app_name:?}, {app_icon_name:?}, {capabilities}) -> {path}"
+        ));
+        OwnedObjectPath::try_from(path).expect("path")
+    }
+}
+
+struct FakeJobView {
+    log: JobLog,
+}
+
+#[zbus::interface(name = "org.kde.JobViewV2")]
+impl FakeJobView {
+    #[zbus(name = "setPercent")]
+    fn set_percent(&self, percent: u32) {
+        self.log.push(format!("setPercent({percent})"));
+    }
+    #[zbus(name = "setInfoMessage")]
+    fn set_info_message(&self, message: String) {
+        self.log.push(format!("setInfoMessage({message:?})"));
+    }
+    #[zbus(name = "setDescriptionField")]
+    fn set_description_field(&self, number: u32, name: String, value: String) -> bool {
+        self.log.push(format!(
+            "setDescriptionField({number}, {name:?}, {value:?})"
+        ));
+        true
+    }
+    #[zbus(name = "terminate")]
+    fn terminate(&self, error_message: String) {
+        self.log.push(format!("terminate({error_message:?})"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let jobs = JobLog::default();
+    let _job_tracker = zbus::connection::Builder::address(s.desktop.bus.address())
+        .expect("address")
+        .name("org.kde.JobViewServer")
+        .expect("name")
+        .serve_at(
+            "/JobViewServer",
+            FakeJobViewServer {
+                log: jobs.clone(),
+                views: 0,
+            },
+        )
+        .expect("serve")
+        .build()
+        .await
+        .expect("job tracker on the session bus");
+
+    // The boot-time check (another client) finds an update.
+    let v2 = Repo::new().with(kate("2.0-1"));
+    s.env.publish(&v2);
+    refresh_from_elsewhere(&s).await;
+    s.wait_for(&item, "Active", "1 update available").await;
+    let desktop = &s.desktop;
+    eventually("one notification", || async move {
+        let n = desktop.received().len();
+        if n == 1 { Ok(()) } else { Err(format!("{n}")) }
+    })
+    .await;
+
+    // spkd stops: the item says so.
+    s.env.spkd.terminate(Duration::from_secs(15)).await;
+    let (_, why) = s
+        .wait_for(&item, "Passive", "Update service not running")
+        .await;
+    assert!(why.contains("spkd"), "{why}");
+
+    // spkd is back: the item shows the updates again, without a second notification.
+    s.env.restart_spkd().await;
+    let desktop = &s.desktop;
+    let item_ref = &item;
+    let status = eventually("the item to see spkd again", || async move {
+        let item = item_ref;
+        let (title, _) = item.tooltip(desktop).await;
+        if title == "Update service not running" {
+            Err(title)
+        } else {
+            Ok(title)
+        }
+    })
+    .await;
+    eprintln!("after the restart the item said {status:?}");
+    if status != "1 update available" {
+        // This spkd forgot its last refresh; the next check finds the same update.
+        refresh_from_elsewhere(&s).await;
+    }
+    s.wait_for(&item, "Active", "1 update available").await;
+    assert_eq!(
+        s.desktop.received().len(),
+        1,
+        "notified again for the same update: {:#?}",
+        s.desktop.received()
+    );
+
+    // Someone upgrades with spkctl; the notifier follows it in the job tracker.
+    s.env.server.set_fault_times(
+        &v2.get("kate").path(),
+        Fault::Stall(Duration::from_millis(800)),
+        1,
+    );
+    s.env.spkctl(&["upgrade"]).await.assert_success();
+    s.wait_for(&item, "Passive", "System is up to date").await;
+    let jobs_ref = &jobs;
+    let calls = eventually("the job view to end", || async move {
+        let calls = jobs_ref.calls();
+        if calls.iter().any(|c| c.starts_with("terminate")) {
+            Ok(calls)
+        } else {
+            Err(format!("{calls:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        calls[0],
+        "requestView(\"Software Updates\", \"system-software-update\", 0) -> /JobViewServer/JobView_1"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "setInfoMessage(\"Installing updates\")"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("terminate(\"\")"),
+        "{calls:?}"
+    );
+    let percents: Vec<u32> = calls
+        .iter()
+        .filter_map(|c| {
+            c.strip_prefix("setPercent(")?
+                .strip_suffix(')')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    assert_eq!(percents.last(), Some(&100), "{calls:?}");
+    // With a job tracker, progress is not repeated as a notice.
+    assert!(
+        !s.desktop
+            .received()
+            .iter()
+            .any(|n| n.summary == "Updates installed"),
+        "{:#?}",
+        s.desktop.received()
+    );
+    eprintln!("===== job tracker calls =====\n{}", calls.join("\n"));
+}
