@@ -58,6 +58,15 @@ impl From<zbus::Error> for Failure {
     }
 }
 
+/// Where the installer and build host mount a SmechOS system under construction.
+pub const BUILD_ROOT: &str = "/mnt/smechos";
+
+/// Whether [`BUILD_ROOT`] is a mount point (field 5 of /proc/self/mountinfo).
+pub fn build_root_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(BUILD_ROOT)))
+}
+
 /// A private spkd serving one `--root` over a socket pair; it exits when the connection closes.
 pub struct PrivateDaemon {
     child: std::process::Child,

@@ -76,10 +76,24 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let (c, m, d) = connect::connect_root(root, g.config.as_deref()).await?;
             (c, m, Some(d))
         }
-        None => {
-            let (c, m) = connect::connect(g.bus.as_deref()).await?;
-            (c, m, None)
-        }
+        None => match connect::connect(g.bus.as_deref()).await {
+            Ok((c, m)) => (c, m, None),
+            // The build host: no spkd of its own, a SmechOS system mounted for building.
+            Err(f)
+                if f.code == connect::EXIT_UNREACHABLE
+                    && g.bus.is_none()
+                    && connect::build_root_mounted() =>
+            {
+                let root = std::path::Path::new(connect::BUILD_ROOT);
+                eprintln!(
+                    "note: no spkd on the system bus and {} is mounted: managing it with a private spkd",
+                    root.display()
+                );
+                let (c, m, d) = connect::connect_root(root, g.config.as_deref()).await?;
+                (c, m, Some(d))
+            }
+            Err(f) => return Err(f),
+        },
     };
     let result = dispatch(&cli, &conn, &manager).await;
     drop(manager);

@@ -104,6 +104,11 @@ impl Tree {
     }
 }
 
+/// Whether `path` lies strictly beneath the directory `dir`.
+fn is_beneath(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
 fn split(path: &str) -> (&str, &str) {
     match path.rfind('/') {
         Some(i) => (&path[..i], &path[i + 1..]),
@@ -115,10 +120,18 @@ fn split(path: &str) -> (&str, &str) {
 /// stands, no directory where a file stands.
 pub fn preflight(root: &Path, records: &[FileRecord]) -> Result<(), PlaceError> {
     let mut live = Tree::live(root)?;
+    // A directory missing from the live root: nothing beneath it can clash.
+    let mut missing: Option<String> = None;
     for r in records {
+        if missing.as_deref().is_some_and(|m| is_beneath(&r.path, m)) {
+            continue;
+        }
         let existing = live
             .file_type(&r.path)
             .map_err(|e| PlaceError::io(&r.path, "stat", e))?;
+        if existing.is_none() && r.is_dir() {
+            missing = Some(r.path.clone());
+        }
         let clash = match (&r.kind, existing) {
             (_, None) => None,
             (FileKind::Dir, Some(FileType::Directory)) => None,
@@ -149,15 +162,48 @@ pub fn preflight(root: &Path, records: &[FileRecord]) -> Result<(), PlaceError> 
 pub fn place(root: &Path, staging: &Path, records: &[FileRecord]) -> Result<(), PlaceError> {
     let mut live = Tree::live(root)?;
     let mut staged = Tree::staging(staging)?;
+    // A directory new to the live root moves in whole, with everything beneath it.
+    let mut moved: Option<String> = None;
     for (i, r) in records.iter().enumerate() {
         if i == records.len() / 2 {
             crate::failpoint::hit("commit.mid-place");
+        }
+        if moved.as_deref().is_some_and(|m| is_beneath(&r.path, m)) {
+            continue;
         }
         let (dir, name) = split(&r.path);
         let live_dir = live
             .dir(dir)
             .map_err(|e| PlaceError::io(&r.path, "open parent", e))?;
         if r.is_dir() {
+            let absent = matches!(
+                rustix::fs::statat(live_dir, name, AtFlags::SYMLINK_NOFOLLOW),
+                Err(Errno::NOENT)
+            );
+            if absent && let Ok(staged_dir) = staged.dir(dir) {
+                let live_dir = live
+                    .dir(dir)
+                    .map_err(|e| PlaceError::io(&r.path, "open parent", e))?;
+                // RENAME_NOREPLACE: never replace something that appeared meanwhile.
+                match rustix::fs::renameat_with(
+                    staged_dir,
+                    name,
+                    live_dir,
+                    name,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => {
+                        moved = Some(r.path.clone());
+                        continue;
+                    }
+                    // Already moved by an interrupted run, or not staged: create it below.
+                    Err(Errno::NOENT | Errno::EXIST) => {}
+                    Err(e) => return Err(PlaceError::io(&r.path, "rename into place", e)),
+                }
+            }
+            let live_dir = live
+                .dir(dir)
+                .map_err(|e| PlaceError::io(&r.path, "open parent", e))?;
             let mode = Mode::from_raw_mode(r.mode);
             match rustix::fs::mkdirat(live_dir, name, mode) {
                 Ok(()) if r.mode & crate::unpack::UMASK != 0 => {

@@ -30,6 +30,14 @@ pub struct Config {
     /// entry (only their size is checked; `spkctl info` says "unverified"). Default false.
     #[serde(default)]
     pub allow_unverified: bool,
+    /// Seconds between spkd's own update checks, counted from the last refresh (which
+    /// survives restarts); 0 turns them off. Default 21600 (6 h).
+    #[serde(default = "default_check_interval")]
+    pub check_interval: u64,
+    /// spkd's own checks never run closer together than this many seconds, whatever
+    /// `check_interval` says (default 3600), so a fleet stays cheap for the mirror.
+    #[serde(default = "default_min_check_interval")]
+    pub min_check_interval: u64,
 }
 
 /// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
@@ -115,6 +123,12 @@ impl RepoConfig {
 fn default_stall_timeout() -> u64 {
     30
 }
+fn default_check_interval() -> u64 {
+    6 * 3600
+}
+fn default_min_check_interval() -> u64 {
+    3600
+}
 fn default_retries() -> u32 {
     3
 }
@@ -131,6 +145,8 @@ impl Default for Config {
             connect_timeout: default_connect_timeout(),
             retries: default_retries(),
             allow_unverified: false,
+            check_interval: default_check_interval(),
+            min_check_interval: default_min_check_interval(),
         }
     }
 }
@@ -193,6 +209,12 @@ impl Config {
             retries: self.retries,
             backoff: Duration::from_millis(250),
         }
+    }
+
+    /// Period of the daemon's own update checks, if any (never below `min_check_interval`).
+    pub fn check_period(&self) -> Option<Duration> {
+        (self.check_interval > 0)
+            .then(|| Duration::from_secs(self.check_interval.max(self.min_check_interval)))
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -179,8 +179,23 @@ impl Database {
                     for r in dropped.iter().filter(|r| !r.is_dir()) {
                         remove_owner(&mut owners, &r.path, &package.name)?;
                     }
+                    // Paths taken over from another package (forced): it no longer has them.
+                    let mut taken: BTreeMap<String, Vec<String>> = BTreeMap::new();
                     for r in package.files.iter().filter(|r| !r.is_dir()) {
-                        owners.insert(r.path.as_str(), package.name.as_str())?;
+                        let previous = owners
+                            .insert(r.path.as_str(), package.name.as_str())?
+                            .map(|o| o.value().to_owned());
+                        if let Some(previous) = previous.filter(|p| p != &package.name) {
+                            taken.entry(previous).or_default().push(r.path.clone());
+                        }
+                    }
+                    for (owner, paths) in taken {
+                        let record = packages.get(owner.as_str())?.map(|v| v.value().to_owned());
+                        if let Some(record) = record {
+                            let mut other: InstalledPackage = parse(&record)?;
+                            other.files.retain(|f| !paths.contains(&f.path));
+                            packages.insert(owner.as_str(), json(&other)?.as_str())?;
+                        }
                     }
                     packages.insert(package.name.as_str(), json(package)?.as_str())?;
                 }
@@ -194,7 +209,7 @@ impl Database {
             txn.open_table(JOURNAL)?.remove(intent.package_name())?;
         }
         txn.commit()?;
-        self.write_dump()
+        Ok(())
     }
 
     /// Forget a journal entry whose commit never started touching the root.
@@ -244,7 +259,8 @@ impl Database {
     }
 
     /// Rewrite `installed.json` (write to a temporary name, then rename: never half a file).
-    fn write_dump(&self) -> Result<()> {
+    /// Called once per transaction (not per package): it serializes every manifest.
+    pub fn write_dump(&self) -> Result<()> {
         let all = self.installed()?;
         let text = serde_json::to_vec_pretty(&all).map_err(|e| Error::Database(e.to_string()))?;
         let tmp = self.dump_path.with_extension("json.tmp");

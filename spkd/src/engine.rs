@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -128,6 +127,40 @@ struct Planned {
 struct Staged {
     planned: Planned,
     files: Vec<FileRecord>,
+}
+
+/// Everything one package's staging task owns.
+struct StageJob {
+    http: reqwest::Client,
+    retry: crate::fetch::RetryPolicy,
+    cache: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    reporter: Reporter,
+    cancel: CancellationToken,
+    unpack: bool,
+}
+
+impl StageJob {
+    async fn run(self, planned: Planned) -> Result<Staged> {
+        let name = planned.available.entry.name.clone();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let progress = self.reporter.package(&name, planned.available.entry.size);
+        self.reporter.current(&name);
+        progress.start();
+        let files = stage::stage(
+            &self.http,
+            &self.retry,
+            &self.cache,
+            &planned.available,
+            &self.dir,
+            self.unpack,
+            &progress,
+            &self.cancel,
+        )
+        .instrument(tracing::info_span!("stage", package = %name))
+        .await?;
+        Ok(Staged { planned, files })
+    }
 }
 
 pub struct Engine {
@@ -273,6 +306,11 @@ impl Engine {
             match &result {
                 Ok(o) => tracing::info!(changed = ?o.changed, "done"),
                 Err(e) => tracing::warn!(error = %e, "failed"),
+            }
+            if !done.is_empty()
+                && let Err(e) = self.db.write_dump()
+            {
+                tracing::warn!(error = %e, "could not write the plain-text dump");
             }
             if !req.options.dry_run {
                 self.record_history(req, started, &result, done);
@@ -602,6 +640,9 @@ impl Engine {
         })
     }
 
+    /// Download, verify and unpack every planned package into staging, up to `parallelism()`
+    /// at once. Each package streams in its own task so that decoders run on separate cores
+    /// (xz decoding is most of an install's CPU time). The first failure stops the others.
     async fn stage_all(
         &self,
         plan: Vec<Planned>,
@@ -610,40 +651,40 @@ impl Engine {
         unpack: bool,
     ) -> Result<Vec<Staged>> {
         let stream_cancel = cancel.child_token();
-        let retry = self.config.retry_policy();
-        let retry = &retry;
-        let jobs = plan.into_iter().map(|planned| {
-            let cancel = stream_cancel.clone();
-            async move {
-                let name = planned.available.entry.name.clone();
-                let dir = self.layout.staging_for(&name);
-                let _ = std::fs::remove_dir_all(&dir);
-                let progress = reporter.package(&name, planned.available.entry.size);
-                reporter.current(&name);
-                let files = stage::stage(
-                    &self.http,
-                    retry,
-                    &self.layout.cache,
-                    &planned.available,
-                    &dir,
-                    unpack,
-                    &progress,
-                    &cancel,
-                )
-                .instrument(tracing::info_span!("stage", package = %name))
-                .await?;
-                Ok::<_, Error>(Staged { planned, files })
-            }
-        });
-        let mut running =
-            futures_util::stream::iter(jobs).buffer_unordered(self.config.parallelism());
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.parallelism()));
+        let mut running = tokio::task::JoinSet::new();
+        for planned in plan {
+            let job = StageJob {
+                http: self.http.clone(),
+                retry: self.config.retry_policy(),
+                cache: self.layout.cache.clone(),
+                dir: self.layout.staging_for(&planned.available.entry.name),
+                reporter: reporter.clone(),
+                cancel: stream_cancel.clone(),
+                unpack,
+            };
+            let slots = slots.clone();
+            running.spawn(async move {
+                // Fair semaphore: packages start in plan order (largest first).
+                let _slot = slots.acquire_owned().await;
+                job.run(planned).await
+            });
+        }
         let mut staged = Vec::new();
-        while let Some(result) = running.next().await {
+        while let Some(joined) = running.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                Err(Error::io(
+                    "internal error while staging",
+                    std::io::Error::other(e.to_string()),
+                ))
+            });
             match result {
                 Ok(s) => staged.push(s),
                 Err(e) => {
                     // One failure fails the transaction before anything is committed.
                     stream_cancel.cancel();
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
                     return Err(e);
                 }
             }
@@ -824,6 +865,7 @@ impl Engine {
             }
             tracing::warn!(package = %name, "finishing a commit interrupted by a crash");
             self.apply(&intent)?;
+            self.db.write_dump()?;
         }
         self.clear_staging();
         Ok(())

@@ -87,7 +87,9 @@ pub fn start(
     offset: u64,
     policy: &RetryPolicy,
 ) -> Download {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
+    // A few chunks of read-ahead: enough to keep the socket busy while the decoder works,
+    // little enough that two downloads in flight stay far below the memory budget.
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     let url = Arc::new(Mutex::new(urls.first().cloned().unwrap_or_default()));
     let task = Task {
         http: http.clone(),

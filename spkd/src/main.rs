@@ -2,6 +2,7 @@
 //! given on the command line) and is the only process that writes the target root.
 
 mod bus;
+mod schedule;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,9 +25,10 @@ struct Args {
     /// Configuration file [default: ROOT/etc/spk/spk.toml]
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Target root to manage
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
+    /// Target root to manage [default: /, or /mnt/smechos when it is mounted on a host that
+    /// is not SmechOS]
+    #[arg(long)]
+    root: Option<PathBuf>,
     /// Connect to this D-Bus address (e.g. unix:path=/run/x)
     #[arg(long, conflicts_with_all = ["system", "session"])]
     bus: Option<String>,
@@ -79,7 +81,16 @@ async fn run(args: Args) -> Result<(), String> {
     // spkd's own files (database, cache) get 0644/0755; unpack restores group/other write
     // bits that a package asks for (see `unpack::UMASK`).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(spk_engine::unpack::UMASK));
-    let root = args.root.clone();
+    let root = match args.root.clone() {
+        Some(root) => root,
+        None => {
+            let (root, why) = spk_engine::layout::default_root();
+            if let Some(why) = why {
+                tracing::info!("{why}");
+            }
+            root
+        }
+    };
     let config_path = args
         .config
         .clone()
@@ -124,6 +135,14 @@ async fn run(args: Args) -> Result<(), String> {
             )),
         })?;
     tracing::info!("serving {BUS_NAME}");
+    if let Some(period) = engine.config().check_period() {
+        tokio::spawn(schedule::run(
+            conn.clone(),
+            engine.clone(),
+            period,
+            shutdown.clone(),
+        ));
+    }
 
     wait_for_termination().await?;
     stop(&engine, &shutdown).await;

@@ -202,6 +202,12 @@ pub struct PackageProgress {
 }
 
 impl PackageProgress {
+    /// Announce the package's stream before its first byte (a stalled server shows too).
+    pub fn start(&self) {
+        self.reporter
+            .stage(&self.name, Stage::Downloading, 0, self.total);
+    }
+
     pub fn bytes(&self, done: u64) {
         {
             let mut t = self

@@ -204,15 +204,10 @@ async fn run(
     let (records, verified) = outcome.map_err(|e| classify(e, pkg, source, counter.get()))?;
     let expected = (!pkg.is_unverified()).then_some(pkg.entry.sha256.as_str());
     match verified.finish(expected) {
-        Ok(tee) => {
-            if let Some(tee) = tee {
-                // The cache entry must be whole before it is named by its hash.
-                tee.file
-                    .sync_data()
-                    .map_err(|e| Error::io(format!("{name}: writing cache"), e))?;
-            }
-            Ok(records)
-        }
+        // No fsync of the cache entry: a crash can leave it short or garbled, but a cached
+        // tarball is verified again every time it is read (and dropped when it does not match),
+        // and the commit's syncfs of the file system flushes it anyway.
+        Ok(_) => Ok(records),
         Err(Mismatch::Size { expected, actual }) => Err(Error::SizeMismatch {
             package: name.clone(),
             url: source.to_owned(),
@@ -304,10 +299,15 @@ fn classify(e: UnpackError, pkg: &Available, source: &str, seen: u64) -> Error {
                     reason: format!("connection closed after {seen} of {} bytes", pkg.entry.size),
                 };
             }
-            Error::CorruptArchive {
-                package,
-                reason: error.to_string(),
-            }
+            let reason = if error.to_string().contains("memory limit") {
+                format!(
+                    "the xz stream needs more than {} MiB of memory to decode",
+                    XZ_MEMORY_LIMIT >> 20
+                )
+            } else {
+                error.to_string()
+            };
+            Error::CorruptArchive { package, reason }
         }
     }
 }

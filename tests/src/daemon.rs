@@ -67,6 +67,18 @@ impl Spkd {
     /// Start spkd for `root` with `config` on the bus at `bus_address`; its stderr goes to
     /// `log`. Returns once the daemon owns [`BUS_NAME`], or panics with the log.
     pub async fn start(root: &Path, config: &Path, bus_address: &str, log: &Path) -> Spkd {
+        Spkd::start_with_env(root, config, bus_address, log, &[]).await
+    }
+
+    /// [`Spkd::start`] with these variables added to spkd's environment (e.g.
+    /// `SPKD_FAILPOINTS`, which makes it crash at a named point).
+    pub async fn start_with_env(
+        root: &Path,
+        config: &Path,
+        bus_address: &str,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Spkd {
         // Append: a restarted daemon adds to the same log.
         let stderr = File::options()
             .create(true)
@@ -82,6 +94,7 @@ impl Spkd {
             .arg(bus_address)
             .arg("--log-level")
             .arg("debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stderr.try_clone().expect("dup log"))
             .stderr(stderr)
@@ -134,6 +147,21 @@ impl Spkd {
     /// What spkd wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    /// Wait (at most `timeout`) for spkd to exit by itself, e.g. at a crash point; `None` if
+    /// it still runs then.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for spkd") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Send SIGTERM and wait (at most `timeout`) for the exit status.

@@ -43,7 +43,45 @@ pub struct Env {
     pub server: HttpServer,
     /// The target root spkd manages (`DIR/root`).
     pub root: PathBuf,
+    /// The tmpfs mounted on the root, if any, kept for its `Drop` (declared before `dir`:
+    /// unmounted before the directory is removed).
+    _tmpfs: Option<Tmpfs>,
     dir: TempDir,
+}
+
+/// A tmpfs mounted for a test; lazily unmounted on drop (spkd may still hold it open then).
+struct Tmpfs {
+    point: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(point: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(point).expect("create the mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0755"))
+            .arg("tmpfs")
+            .arg(point)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount -t tmpfs on {} failed ({status}): the disk-full tests run as root",
+            point.display()
+        );
+        Tmpfs {
+            point: point.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.point)
+            .status();
+    }
 }
 
 impl Env {
@@ -63,11 +101,26 @@ impl Env {
     /// Start a bus and spkd with this `spk.toml` text (see [`index_config`],
     /// [`github_config`]; append tunables such as `stall_timeout = 1`).
     pub async fn with_config(server: HttpServer, config_text: &str) -> Env {
+        Env::start(server, config_text, None).await
+    }
+
+    /// Like [`Env::new`], with the root on its own tmpfs of `size` (as `mount -o size=`
+    /// takes it, e.g. `4m`), mounted before spkd starts: staging and cache live under the
+    /// root, so this is a disk that fills up. Unmounted when the `Env` is dropped.
+    pub async fn on_tmpfs(repo: &Repo, size: &str) -> Env {
+        let server = HttpServer::start();
+        repo.publish(&server);
+        let config = index_config(&server);
+        Env::start(server, &config, Some(size)).await
+    }
+
+    async fn start(server: HttpServer, config_text: &str, tmpfs_size: Option<&str>) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("spk-e2e-")
             .tempdir()
             .expect("temporary directory");
         let root = dir.path().join("root");
+        let tmpfs = tmpfs_size.map(|size| Tmpfs::mount(&root, size));
         let config = root.join("etc/spk/spk.toml");
         std::fs::create_dir_all(config.parent().expect("etc/spk")).expect("create etc/spk");
         std::fs::write(&config, config_text).expect("write spk.toml");
@@ -79,8 +132,26 @@ impl Env {
             bus,
             server,
             root,
+            _tmpfs: tmpfs,
             dir,
         }
+    }
+
+    /// Stop spkd with SIGTERM (if it still runs) and start a new one on the same root,
+    /// config and bus, with these variables added to its environment (e.g.
+    /// `[("SPKD_FAILPOINTS", "commit.mid-place")]`).
+    pub async fn restart_spkd_with_env(&mut self, env: &[(&str, &str)]) {
+        self.spkd
+            .terminate(std::time::Duration::from_secs(15))
+            .await;
+        self.spkd = Spkd::start_with_env(
+            &self.root,
+            &self.config,
+            self.bus.address(),
+            &self.dir.path().join("spkd.log"),
+            env,
+        )
+        .await;
     }
 
     /// Stop spkd with SIGTERM (if it still runs) and start a new one on the same root,

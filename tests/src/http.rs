@@ -3,7 +3,7 @@
 //! It serves an in-memory map of URL path → bytes, speaks GET and HEAD with `Content-Length`,
 //! `ETag`, `If-None-Match`, `Range: bytes=N-` / `bytes=N-M` and `If-Range`, and records every
 //! request so tests can count what a client fetched. Faults (forced status, connection cut at a
-//! body offset, stall, replaced body) are set per path while it runs. It is bounded (a cap on
+//! body offset, stall, slow body, replaced body) are set per path while it runs. It is bounded (a cap on
 //! connections, read timeouts) and stops itself when dropped.
 
 use std::collections::HashMap;
@@ -65,6 +65,9 @@ pub enum Fault {
     Stall(Duration),
     /// Serve these bytes instead of the stored file (with their own length and ETag).
     Body(Vec<u8>),
+    /// Send the headers, then the body `chunk` bytes at a time, one chunk every `every`: a
+    /// slow mirror, so that a download stays in flight, making progress, while a test acts.
+    Throttle { chunk: usize, every: Duration },
 }
 
 struct FaultSlot {
@@ -329,6 +332,16 @@ struct Plan {
     /// Send `body` only up to this absolute offset, then close.
     cut_at: Option<u64>,
     stall: Option<Duration>,
+    /// Send the body in chunks of this size with this pause after each.
+    throttle: Option<(usize, Duration)>,
+}
+
+/// Sleep for `pause`, waking early when the server stops.
+fn pause_unless_stopped(shared: &Shared, pause: Duration) {
+    let until = Instant::now() + pause;
+    while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(POLL.min(pause));
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -415,13 +428,14 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
         offset: 0,
         cut_at: None,
         stall: None,
+        throttle: None,
     };
     if head.method != "GET" && head.method != "HEAD" {
         return text(405, vec![("Allow", "GET, HEAD".into())]);
     }
     let fault = take_fault(shared, &head.path);
     let stored = lock(&shared.files).get(&head.path).cloned();
-    let (mut cut_at, mut stall) = (None, None);
+    let (mut cut_at, mut stall, mut throttle) = (None, None, None);
     let content = match fault {
         Some(Fault::Status(code)) => return text(code, vec![]),
         Some(Fault::Body(body)) => Some(body),
@@ -431,6 +445,10 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
         }
         Some(Fault::Stall(d)) => {
             stall = Some(d);
+            stored
+        }
+        Some(Fault::Throttle { chunk, every }) => {
+            throttle = Some((chunk.max(1), every));
             stored
         }
         None => stored,
@@ -456,6 +474,7 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
             offset: 0,
             cut_at: None,
             stall: None,
+            throttle: None,
         };
     }
     let range_applies = match header("if-range") {
@@ -482,6 +501,7 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
                 offset: 0,
                 cut_at: None,
                 stall: None,
+                throttle: None,
             }
         }
         Ok(Some((start, end))) => {
@@ -494,6 +514,7 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
                 offset: start,
                 cut_at,
                 stall,
+                throttle,
             }
         }
         Ok(None) => Plan {
@@ -503,6 +524,7 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
             offset: 0,
             cut_at,
             stall,
+            throttle,
         },
     }
 }
@@ -557,11 +579,16 @@ fn respond(out: &mut TcpStream, head: &Head, shared: &Shared) -> io::Result<bool
         }
         None => {
             // Write in chunks so a slow reader sees a stream, not one huge write.
-            for chunk in plan.body.chunks(16 * 1024) {
+            let (size, pause) = plan.throttle.unwrap_or((16 * 1024, Duration::ZERO));
+            for chunk in plan.body.chunks(size) {
                 if shared.stop.load(Ordering::SeqCst) {
                     return Ok(false);
                 }
                 out.write_all(chunk)?;
+                if !pause.is_zero() {
+                    out.flush()?;
+                    pause_unless_stopped(shared, pause);
+                }
             }
             out.flush()?;
             Ok(true)

@@ -334,6 +334,208 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("xz finish")
 }
 
+/// Compress with xz using an LZMA2 dictionary of `dict_bytes`: the stream's header then tells a
+/// decoder to reserve about that much memory, however small the content is.
+pub fn xz_with_dictionary(data: &[u8], dict_bytes: u32) -> Vec<u8> {
+    use liblzma::stream::{Check, Filters, LzmaOptions, Stream};
+    let mut options = LzmaOptions::new_preset(0).expect("xz preset 0");
+    options.dict_size(dict_bytes);
+    let mut filters = Filters::new();
+    filters.lzma2(&options);
+    let stream = Stream::new_stream_encoder(&filters, Check::Crc64).expect("xz encoder");
+    let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    enc.write_all(data).expect("xz write");
+    enc.finish().expect("xz finish")
+}
+
+/// Size of a tar block.
+const BLOCK: usize = 512;
+
+/// A tar archive written header by header, for the hostile archives that the `tar` crate
+/// refuses to write: absolute names, `..`, control characters and non-UTF-8 bytes, names of
+/// any length (GNU `L` entries), FIFOs and block devices, GNU sparse entries (type `S` and pax
+/// `GNU.sparse.*`), headers claiming sizes that no content follows, data after the end marker.
+/// Headers are ustar (GNU for sparse entries) with correct checksums, uid/gid 0.
+#[derive(Debug, Clone, Default)]
+pub struct RawTar {
+    bytes: Vec<u8>,
+}
+
+impl RawTar {
+    pub fn new() -> RawTar {
+        RawTar::default()
+    }
+
+    /// One ustar header block. `name` (at most 100 bytes) and `link` (at most 100 bytes) are
+    /// written byte for byte; `size` larger than 11 octal digits is written in GNU base-256.
+    pub fn header(name: &[u8], typeflag: u8, mode: u32, size: u64, link: &[u8]) -> [u8; BLOCK] {
+        assert!(
+            name.len() <= 100,
+            "raw name longer than 100 bytes: use gnu_long_name"
+        );
+        assert!(link.len() <= 100, "raw link name longer than 100 bytes");
+        let mut h = [0u8; BLOCK];
+        h[..name.len()].copy_from_slice(name);
+        octal(&mut h[100..108], u64::from(mode));
+        octal(&mut h[108..116], 0);
+        octal(&mut h[116..124], 0);
+        if size < 8u64.pow(11) {
+            octal(&mut h[124..136], size);
+        } else {
+            h[124] = 0x80;
+            h[128..136].copy_from_slice(&size.to_be_bytes());
+        }
+        octal(&mut h[136..148], MTIME);
+        h[156] = typeflag;
+        h[157..157 + link.len()].copy_from_slice(link);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[265..269].copy_from_slice(b"root");
+        h[297..301].copy_from_slice(b"root");
+        set_checksum(&mut h);
+        h
+    }
+
+    /// Append a header block as is (see [`RawTar::header`]), e.g. one whose content never
+    /// follows.
+    pub fn block(mut self, header: [u8; BLOCK]) -> RawTar {
+        self.bytes.extend_from_slice(&header);
+        self
+    }
+
+    /// Append raw bytes (padded to a block), e.g. data after the end marker.
+    pub fn raw(mut self, data: &[u8]) -> RawTar {
+        self.bytes.extend_from_slice(data);
+        self.pad();
+        self
+    }
+
+    fn pad(&mut self) {
+        let rest = self.bytes.len() % BLOCK;
+        if rest != 0 {
+            self.bytes.resize(self.bytes.len() + BLOCK - rest, 0);
+        }
+    }
+
+    /// An entry of any type with this content.
+    pub fn entry(self, name: &[u8], typeflag: u8, mode: u32, link: &[u8], data: &[u8]) -> RawTar {
+        let header = RawTar::header(name, typeflag, mode, data.len() as u64, link);
+        self.block(header).raw(data)
+    }
+
+    pub fn file(self, name: &[u8], data: &[u8], mode: u32) -> RawTar {
+        self.entry(name, b'0', mode, b"", data)
+    }
+
+    pub fn dir(self, name: &[u8]) -> RawTar {
+        self.entry(name, b'5', 0o755, b"", b"")
+    }
+
+    pub fn symlink(self, name: &[u8], target: &[u8]) -> RawTar {
+        self.entry(name, b'2', 0o777, target, b"")
+    }
+
+    pub fn hardlink(self, name: &[u8], target: &[u8]) -> RawTar {
+        self.entry(name, b'1', 0o644, target, b"")
+    }
+
+    pub fn fifo(self, name: &[u8]) -> RawTar {
+        self.entry(name, b'6', 0o644, b"", b"")
+    }
+
+    /// A block device node `major:minor`.
+    pub fn block_device(self, name: &[u8], major: u32, minor: u32) -> RawTar {
+        let mut header = RawTar::header(name, b'4', 0o660, 0, b"");
+        octal(&mut header[329..337], u64::from(major));
+        octal(&mut header[337..345], u64::from(minor));
+        set_checksum(&mut header);
+        self.block(header)
+    }
+
+    /// A GNU long-name entry (`././@LongLink`, type `L`): the next entry's name, of any length
+    /// and any bytes.
+    pub fn gnu_long_name(self, name: &[u8]) -> RawTar {
+        let mut data = name.to_vec();
+        data.push(0);
+        self.entry(b"././@LongLink", b'L', 0o644, b"", &data)
+    }
+
+    /// A pax extended header (type `x`) with these records, applying to the next entry.
+    pub fn pax(self, records: &[(&str, &[u8])]) -> RawTar {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            // "LEN KEY=VALUE\n", where LEN counts the whole record including its own digits.
+            let body = key.len() + value.len() + 3;
+            let mut len = body + body.to_string().len();
+            if len.to_string().len() != body.to_string().len() {
+                len += 1;
+            }
+            data.extend_from_slice(format!("{len} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        self.entry(b"PaxHeaders/entry", b'x', 0o644, b"", &data)
+    }
+
+    /// A GNU sparse file (type `S`, GNU header): `data` (at most 512 bytes) stored at offset
+    /// `hole` of a file of `hole + 512` bytes whose beginning is a hole.
+    pub fn gnu_sparse(self, name: &[u8], data: &[u8], hole: u64) -> RawTar {
+        assert!(data.len() <= BLOCK);
+        let mut header = RawTar::header(name, b'S', 0o644, BLOCK as u64, b"");
+        // GNU magic and version instead of ustar's.
+        header[257..265].copy_from_slice(b"ustar  \0");
+        // sparse[0] = (offset, numbytes), then isextended = 0, then the real size.
+        octal(&mut header[386..398], hole);
+        octal(&mut header[398..410], BLOCK as u64);
+        octal(&mut header[483..495], hole + BLOCK as u64);
+        set_checksum(&mut header);
+        let mut block = data.to_vec();
+        block.resize(BLOCK, 0);
+        self.block(header).raw(&block)
+    }
+
+    /// The archive bytes: the entries, then the end marker (two zero blocks).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.pad();
+        self.bytes.extend_from_slice(&[0u8; 2 * BLOCK]);
+        self.bytes
+    }
+
+    /// [`RawTar::finish`], then `trailing` bytes after the end marker.
+    pub fn finish_with_trailing(self, trailing: &[u8]) -> Vec<u8> {
+        let mut bytes = self.finish();
+        bytes.extend_from_slice(trailing);
+        bytes
+    }
+
+    /// The archive as `.tar.xz` bytes.
+    pub fn tarball(self) -> Vec<u8> {
+        xz(&self.finish())
+    }
+}
+
+/// Write `value` as zero-padded octal filling `field` but its last byte (NUL).
+fn octal(field: &mut [u8], value: u64) {
+    let digits = format!("{value:0width$o}", width = field.len() - 1);
+    assert!(
+        digits.len() < field.len(),
+        "{value} does not fit in {} octal digits",
+        field.len() - 1
+    );
+    field[..digits.len()].copy_from_slice(digits.as_bytes());
+    field[digits.len()] = 0;
+}
+
+/// The header checksum: the byte sum with the checksum field as spaces, as 6 octal digits,
+/// NUL, space.
+fn set_checksum(header: &mut [u8; BLOCK]) {
+    header[148..156].fill(b' ');
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..154].copy_from_slice(format!("{sum:06o}").as_bytes());
+    header[154] = 0;
+    header[155] = b' ';
+}
+
 /// Lower-case hex sha256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
@@ -352,6 +554,8 @@ pub struct Published {
     pub sha256: String,
     pub size: u64,
     pub installed_size: u64,
+    /// Paths the index allows to keep a setuid/setgid bit (`"setuid"`, left out when empty).
+    pub setuid: Vec<String>,
 }
 
 impl Published {
@@ -362,9 +566,20 @@ impl Published {
             sha256: sha256_hex(&tarball),
             size: tarball.len() as u64,
             installed_size: package.installed_size(),
+            setuid: Vec::new(),
             tarball,
             package,
         }
+    }
+
+    /// Publish these bytes as the package's archive (e.g. a [`RawTar`] or a damaged stream),
+    /// with an index entry that matches them (sha256 and size), so that whatever spkd refuses
+    /// is refused for what the archive holds.
+    pub fn set_tarball(&mut self, tarball: Vec<u8>) -> &mut Published {
+        self.sha256 = sha256_hex(&tarball);
+        self.size = tarball.len() as u64;
+        self.tarball = tarball;
+        self
     }
 
     /// The URL path of the tarball on the test server.
@@ -373,7 +588,7 @@ impl Published {
     }
 
     fn index_entry(&self) -> Value {
-        json!({
+        let mut entry = json!({
             "name": self.package.name,
             "version": self.package.version,
             "kind": self.package.kind,
@@ -382,7 +597,11 @@ impl Published {
             "size": self.size,
             "installed_size": self.installed_size,
             "description": self.package.description,
-        })
+        });
+        if !self.setuid.is_empty() {
+            entry["setuid"] = json!(self.setuid);
+        }
+        entry
     }
 }
 

@@ -54,8 +54,17 @@ impl Manager {
             requester: 0,
         };
         self.engine.validate(&req)?;
-        let uid = super::auth::authorize(conn, header, action).await?;
-        req.requester = uid;
+        req.requester = super::auth::authorize(conn, header, action).await?;
+        self.spawn(conn, req).await
+    }
+
+    /// Publish a transaction object for `req` (already checked and authorized) and run it.
+    pub async fn spawn(
+        &self,
+        conn: &Connection,
+        req: Request,
+    ) -> Result<OwnedObjectPath, BusError> {
+        let (action, uid) = (req.action, req.requester);
         if self.shutdown.is_cancelled() {
             return Err(BusError::NotAvailable("spkd is shutting down".into()));
         }

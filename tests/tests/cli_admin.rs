@@ -1,0 +1,918 @@
+//! spkctl as an admin and an installer use it: `--root` with no bus at all, `monitor` and
+//! `cancel` of transactions started elsewhere, `history` across restarts, `verify`, the `--json`
+//! shapes, `--dry-run`, and a terminal session (prompt, progress, summary, Ctrl-C, `NO_COLOR`)
+//! under a real pseudo-terminal (util-linux `script`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use spk_tests::client::TRANSACTION;
+use spk_tests::daemon::binary;
+use spk_tests::fixture::index_config;
+use spk_tests::repo::noise;
+use spk_tests::{Env, Fault, HttpServer, Package, Repo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PLASMA_TARBALL: &str = "/repo/plasma.tar.xz";
+
+fn plasma(version: &str) -> Package {
+    Package::new("plasma", version)
+        .description("KDE Plasma desktop")
+        .file("usr/bin/plasmashell", noise(1, 256 * 1024), 0o755)
+        .file("usr/share/plasma/version", format!("{version}\n"), 0o644)
+}
+
+fn qt6() -> Package {
+    Package::new("qt6", "6.10.1-1")
+        .system()
+        .file("usr/lib/libQt6Core.so.6", "qt core\n", 0o755)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Wait until the server has seen `n` GETs of `path`.
+async fn gets_reach(server: &HttpServer, path: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.gets(path) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} was not requested"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `spkctl --bus ADDR --no-progress --yes ARGS` as a child process (stdin not a terminal).
+fn spawn_spkctl(env: &Env, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(binary("spkctl"))
+        .args(["--bus", env.bus.address(), "--no-progress", "--yes"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn spkctl")
+}
+
+/// Processes named spkd whose command line mentions `root`.
+fn spkd_processes_for(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_spkd = args
+            .first()
+            .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == "spkd"));
+        if is_spkd && args.iter().any(|a| a.contains(&root)) {
+            found.push(format!(
+                "{}: {}",
+                entry.file_name().to_string_lossy(),
+                args.join(" ")
+            ));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn root_install_works_with_no_bus_at_all() {
+    let server = HttpServer::start();
+    Repo::new().with(plasma("1")).with(qt6()).publish(&server);
+    let dir = tempfile::Builder::new()
+        .prefix("spk-root-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("target");
+    std::fs::create_dir_all(root.join("etc/spk")).unwrap();
+    std::fs::write(root.join("etc/spk/spk.toml"), index_config(&server)).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(binary("spkctl"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--no-progress", "--yes"])
+            .args(args)
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("SPK_BUS_ADDRESS")
+            .env_remove("SPKD")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run spkctl --root");
+        let text = format!(
+            "$ spkctl --root {} {}\nexit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            root.display(),
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out, text)
+    };
+
+    let (out, text) = run(&["install", "plasma", "qt6"]);
+
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Installed 2 packages (") && text.contains(" downloaded."),
+        "{text}"
+    );
+    let version = std::fs::read(root.join("usr/share/plasma/version")).expect("files landed");
+    assert_eq!(version, b"1\n");
+    assert_eq!(
+        std::fs::read(root.join("usr/lib/libQt6Core.so.6")).unwrap(),
+        b"qt core\n"
+    );
+    assert!(
+        root.join("var/log/spkd.log").is_file(),
+        "the private spkd logs to ROOT/var/log/spkd.log"
+    );
+    let left = spkd_processes_for(&root);
+    assert!(left.is_empty(), "the private spkd still runs: {left:?}");
+
+    // The same root again: the database remembered, and removal works too.
+    let (out, text) = run(&["--json", "list", "--installed"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let names: Vec<Value> = serde_json::from_slice::<Vec<Value>>(&out.stdout)
+        .expect("JSON list")
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert!(
+        names.contains(&json!("plasma")) && names.contains(&json!("qt6")),
+        "{text}"
+    );
+    let (out, text) = run(&["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (out, text) = run(&["remove", "qt6"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!root.join("usr/lib/libQt6Core.so.6").exists());
+    let left = spkd_processes_for(&root);
+    assert!(left.is_empty(), "the private spkd still runs: {left:?}");
+}
+
+#[tokio::test]
+async fn monitor_follows_a_transaction_started_by_another_client() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    let idle = env.spkctl(&["monitor"]).await;
+    idle.assert_success();
+    assert!(idle.stdout.contains("No transaction is running."), "{idle}");
+
+    env.server
+        .set_fault_times(PLASMA_TARBALL, Fault::Stall(Duration::from_secs(3)), 1);
+    let installing = spawn_spkctl(&env, &["install", "plasma"]);
+    gets_reach(&env.server, PLASMA_TARBALL, 1).await;
+    let path = env
+        .client()
+        .await
+        .transactions()
+        .await
+        .pop()
+        .expect("a running transaction");
+
+    let (plain, json) = tokio::join!(env.spkctl(&["monitor"]), env.spkctl_json(&["monitor"]));
+
+    plain.assert_success();
+    let following = plain
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Following "))
+        .unwrap_or_else(|| panic!("no `Following` line:\n{plain}"));
+    assert!(
+        following.starts_with(&format!("Following {}: ", path.as_str()))
+            && following.to_lowercase().contains("install plasma (uid 0)"),
+        "{plain}"
+    );
+    assert!(
+        plain.stdout.contains("done: plasma 1"),
+        "monitor shows the progress of the followed transaction:\n{plain}"
+    );
+    assert!(
+        plain
+            .stdout
+            .lines()
+            .any(|l| l == format!("{}: finished", path.as_str())),
+        "{plain}"
+    );
+    json.assert_success();
+    assert_eq!(
+        json.json(),
+        json!([{"transaction": path.as_str(), "state": "finished", "error-message": ""}]),
+        "{json}"
+    );
+    let out = installing.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
+}
+
+#[tokio::test]
+async fn history_is_kept_across_a_daemon_restart() {
+    let mut env = Env::new(&Repo::new().with(plasma("1")).with(qt6())).await;
+    let started = now();
+    env.spkctl(&["install", "plasma"]).await.assert_success();
+    env.publish(&Repo::new().with(plasma("2")).with(qt6()));
+    env.spkctl(&["upgrade"]).await.assert_success();
+    env.spkctl(&["install", "qt6"]).await.assert_success();
+    env.spkctl(&["install", "--dry-run", "plasma", "qt6"])
+        .await
+        .assert_success();
+    env.spkctl(&["remove", "qt6"]).await.assert_success();
+    env.spkctl(&["install", "no-such-package"])
+        .await
+        .assert_code(1);
+
+    env.restart_spkd().await;
+    let run = env.spkctl_json(&["history"]).await;
+
+    run.assert_success();
+    let entries = run.json();
+    let entries = entries
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array:\n{run}"));
+    let summary: Vec<(Value, Value, Value, Value)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].clone(),
+                e["packages"].clone(),
+                e["state"].clone(),
+                e["changes"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                json!("install"),
+                json!(["no-such-package"]),
+                json!("failed"),
+                json!([])
+            ),
+            (
+                json!("remove"),
+                json!(["qt6"]),
+                json!("finished"),
+                json!([{"name": "qt6", "from": "6.10.1-1", "to": ""}])
+            ),
+            (
+                json!("install"),
+                json!(["qt6"]),
+                json!("finished"),
+                json!([{"name": "qt6", "from": "", "to": "6.10.1-1"}])
+            ),
+            (
+                json!("upgrade"),
+                json!([]),
+                json!("finished"),
+                json!([{"name": "plasma", "from": "1", "to": "2"}])
+            ),
+            (
+                json!("install"),
+                json!(["plasma"]),
+                json!("finished"),
+                json!([{"name": "plasma", "from": "", "to": "1"}])
+            ),
+        ],
+        "newest first, no dry run, a failure with its error:\n{run}"
+    );
+    for (i, e) in entries.iter().enumerate() {
+        let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        for key in [
+            "id", "started", "finished", "uid", "kind", "packages", "state", "error", "changes",
+        ] {
+            assert!(keys.contains(&key), "entry {i} lacks {key}: {e}");
+        }
+        assert_eq!(e["uid"], 0, "{e}");
+        let (s, f) = (
+            e["started"].as_u64().unwrap(),
+            e["finished"].as_u64().unwrap(),
+        );
+        assert!(
+            started <= s + 1 && s <= f && f <= now() + 1,
+            "times out of order: {e}"
+        );
+        if let Some(next) = entries.get(i + 1) {
+            assert!(e["id"].as_u64() > next["id"].as_u64(), "ids: {run}");
+        }
+    }
+    assert!(
+        entries[0]["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown package 'no-such-package'")),
+        "{run}"
+    );
+    assert_eq!(entries[1]["error"], "", "{run}");
+
+    let limited = env.spkctl_json(&["history", "--limit", "2"]).await;
+    limited.assert_success();
+    assert_eq!(
+        limited.json().as_array().map(Vec::len),
+        Some(2),
+        "{limited}"
+    );
+    let text = env.spkctl(&["history"]).await;
+    text.assert_success();
+    assert!(
+        text.stdout.lines().next().is_some_and(|l| l.contains("ID"))
+            && text.stdout.contains("plasma 1 -> 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn verify_names_every_file_that_differs_and_exits_1() {
+    let env = Env::new(
+        &Repo::new().with(qt6()).with(
+            Package::new("plasma", "1")
+                .file("usr/bin/plasmashell", "#!/bin/sh\n", 0o755)
+                .file("usr/share/plasma/gone", "gone\n", 0o644)
+                .file("usr/share/plasma/same-size", "bbbb\n", 0o644)
+                .file("usr/share/plasma/resized", "ccccc\n", 0o644)
+                .file("usr/lib/libplasma.so.6", "lib\n", 0o755)
+                .symlink("usr/lib/libplasma.so", "libplasma.so.6")
+                .file("usr/lib/plugin", "plugin\n", 0o644),
+        ),
+    )
+    .await;
+    env.spkctl(&["install", "plasma", "qt6"])
+        .await
+        .assert_success();
+    let clean = env.spkctl(&["verify"]).await;
+    clean.assert_success();
+    assert!(
+        clean
+            .stdout
+            .contains("All installed files match their packages."),
+        "{clean}"
+    );
+    assert_eq!(env.spkctl_json(&["verify"]).await.json(), json!([]));
+
+    let path = |rel: &str| env.path(rel);
+    std::fs::remove_file(path("usr/share/plasma/gone")).unwrap();
+    std::fs::write(path("usr/share/plasma/same-size"), "BBBB\n").unwrap();
+    std::fs::write(path("usr/share/plasma/resized"), "c\n").unwrap();
+    std::fs::set_permissions(
+        path("usr/bin/plasmashell"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(path("usr/lib/libplasma.so")).unwrap();
+    std::os::unix::fs::symlink("/tmp/evil.so", path("usr/lib/libplasma.so")).unwrap();
+    std::fs::remove_file(path("usr/lib/plugin")).unwrap();
+    std::fs::create_dir(path("usr/lib/plugin")).unwrap();
+    let sha = |text: &str| spk_tests::repo::sha256_hex(text.as_bytes());
+
+    let run = env.spkctl(&["verify"]).await;
+
+    run.assert_code(1);
+    let mut lines: Vec<&str> = run.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "plasma: /usr/bin/plasmashell: mode 0600, expected 0755".to_string(),
+            "plasma: /usr/lib/libplasma.so: symlink points to '/tmp/evil.so', expected 'libplasma.so.6'".to_string(),
+            "plasma: /usr/lib/plugin: is no longer a regular file".to_string(),
+            "plasma: /usr/share/plasma/gone: missing".to_string(),
+            "plasma: /usr/share/plasma/resized: content changed (size 2, expected 6)".to_string(),
+            format!(
+                "plasma: /usr/share/plasma/same-size: content changed (sha256 {}, expected {})",
+                sha("BBBB\n"),
+                sha("bbbb\n")
+            ),
+        ],
+        "{run}"
+    );
+    assert_eq!(
+        run.error_line(),
+        "error: 6 file(s) differ from their packages",
+        "{run}"
+    );
+
+    let json = env.spkctl_json(&["verify", "plasma"]).await;
+    json.assert_code(1);
+    let problems = json.json();
+    let problems = problems.as_array().expect("an array");
+    assert_eq!(problems.len(), 6, "{json}");
+    for p in problems {
+        assert_eq!(p["package"], "plasma", "{p}");
+        assert!(
+            p["path"].as_str().is_some_and(|s| s.starts_with("usr/")),
+            "{p}"
+        );
+        assert!(p["problem"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+    }
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["path"] == "usr/share/plasma/gone" && p["problem"] == "missing"),
+        "{json}"
+    );
+    // Another package is still clean.
+    env.spkctl(&["verify", "qt6"]).await.assert_success();
+}
+
+#[tokio::test]
+async fn json_outputs_have_their_documented_shape() {
+    let env = Env::new(&Repo::new().with(plasma("1")).with(qt6())).await;
+
+    let check = env.spkctl_json(&["check"]).await;
+    check.assert_success();
+    assert_eq!(
+        check.json(),
+        json!({"updates": 0, "packages": []}),
+        "{check}"
+    );
+
+    let install = env.spkctl_json(&["install", "plasma", "qt6"]).await;
+    install.assert_success();
+    let report = install.json();
+    assert_eq!(
+        keys(&report),
+        [
+            "error-message",
+            "error-name",
+            "packages",
+            "state",
+            "transaction"
+        ],
+        "{install}"
+    );
+    assert_eq!(report["state"], "finished");
+    assert_eq!(report["error-name"], "");
+    let mut packages = report["packages"].as_array().unwrap().clone();
+    packages.sort_by_key(|p| p["name"].as_str().unwrap().to_string());
+    assert_eq!(
+        packages,
+        [
+            json!({"name": "plasma", "version": "1"}),
+            json!({"name": "qt6", "version": "6.10.1-1"})
+        ]
+    );
+
+    let list = env.spkctl_json(&["list"]).await;
+    list.assert_success();
+    for row in list.json().as_array().unwrap() {
+        for key in [
+            "name",
+            "kind",
+            "state",
+            "installed-version",
+            "available-version",
+            "size",
+            "installed-size",
+            "description",
+            "repo",
+            "verified-by",
+            "files",
+        ] {
+            assert!(row.get(key).is_some(), "list row lacks {key}: {row}");
+        }
+    }
+    let info = env.spkctl_json(&["info", "plasma"]).await;
+    info.assert_success();
+    let info = info.json();
+    assert_eq!(info["repo"], "test");
+    assert_eq!(info["files"], 2, "{info}");
+    assert_eq!(info["verified-by"], "index sha256 (unsigned index)");
+
+    env.publish(&Repo::new().with(plasma("2")).with(qt6()));
+    let check = env.spkctl_json(&["check"]).await;
+    check.assert_code(100);
+    let updates = check.json();
+    assert_eq!(updates["updates"], 1, "{check}");
+    assert_eq!(updates["packages"][0]["name"], "plasma", "{check}");
+    assert_eq!(updates["packages"][0]["available-version"], "2", "{check}");
+
+    let verify = env.spkctl_json(&["verify"]).await;
+    verify.assert_success();
+    assert_eq!(verify.json(), json!([]));
+
+    let history = env.spkctl_json(&["history"]).await;
+    history.assert_success();
+    assert_eq!(
+        history.json().as_array().map(Vec::len),
+        Some(1),
+        "{history}"
+    );
+
+    let about = env.spkctl_json(&["about"]).await;
+    about.assert_success();
+    let about = about.json();
+    assert_eq!(
+        keys(&about),
+        [
+            "cpu",
+            "gpus",
+            "kernel",
+            "memory",
+            "repositories",
+            "root",
+            "spkctl-version",
+            "spkd-version"
+        ],
+        "{about}"
+    );
+    assert_eq!(about["root"], env.root.to_string_lossy().as_ref());
+    assert_eq!(about["spkctl-version"], about["spkd-version"]);
+    assert!(about["gpus"].is_array(), "{about}");
+    assert_eq!(
+        about["repositories"],
+        json!([{"name": "test", "kind": "index", "location": env.server.url("/repo/"), "release": "2026.11.25"}]),
+        "{about}"
+    );
+
+    let removed = env.spkctl_json(&["remove", "qt6"]).await;
+    removed.assert_success();
+    assert_eq!(
+        removed.json()["packages"],
+        json!([{"name": "qt6", "version": "6.10.1-1"}]),
+        "{removed}"
+    );
+}
+
+/// The sorted keys of a JSON object.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn dry_runs_show_the_plan_and_change_nothing() {
+    let env = Env::new(&Repo::new().with(plasma("1")).with(qt6())).await;
+    let size = |repo: &Repo| repo.get("plasma").size;
+
+    let before = env.snapshot();
+    let install = env.spkctl(&["install", "--dry-run", "plasma"]).await;
+    install.assert_success();
+    assert!(
+        install
+            .stdout
+            .starts_with("Packages (1):\n  install   plasma  1\nDownload "),
+        "{install}"
+    );
+    assert!(install.stdout.contains("; installed size "), "{install}");
+    before.assert_untouched(&env.snapshot());
+    assert!(env.server.tarball_gets().is_empty(), "a dry run downloaded");
+    assert_eq!(
+        env.spkctl_json(&["info", "plasma"]).await.json()["state"],
+        "available"
+    );
+
+    env.spkctl(&["install", "plasma"]).await.assert_success();
+    let v2 = Repo::new().with(plasma("2")).with(qt6());
+    env.publish(&v2);
+    env.server.clear_requests();
+    let before = env.snapshot();
+
+    let upgrade = env.spkctl(&["upgrade", "--dry-run"]).await;
+    upgrade.assert_success();
+    assert!(
+        upgrade.stdout.contains("  upgrade   plasma  1 -> 2\n"),
+        "{upgrade}"
+    );
+    let json = env.spkctl_json(&["upgrade", "--dry-run"]).await;
+    json.assert_success();
+    assert_eq!(
+        json.json(),
+        json!({
+            "changes": [{
+                "name": "plasma", "action": "upgrade", "from": "1", "to": "2",
+                "download": size(&v2), "installed-size": v2.get("plasma").installed_size,
+            }],
+            "download": size(&v2),
+        }),
+        "{json}"
+    );
+    let remove = env.spkctl(&["remove", "--dry-run", "plasma"]).await;
+    remove.assert_success();
+    assert!(
+        remove
+            .stdout
+            .starts_with("Packages (1):\n  remove    plasma  1\nFrees about "),
+        "{remove}"
+    );
+    // Through D-Bus: option `dry-run` finishes without touching anything.
+    let client = env.client().await;
+    let mut watch = client.watch().await;
+    let options = HashMap::from([("dry-run", zbus::zvariant::Value::from(true))]);
+    let path = client.install(&["qt6"], options).await.unwrap();
+    let log = watch
+        .until_finished(path.as_str(), Duration::from_secs(60))
+        .await;
+    assert_eq!(log.finished.0, "finished", "{log:#?}");
+    assert!(log.package_done.is_empty(), "{log:#?}");
+
+    before.assert_untouched(&env.snapshot());
+    assert!(
+        env.server.tarball_gets().is_empty(),
+        "a dry run downloaded: {:?}",
+        env.server.tarball_gets()
+    );
+    let info = env.spkctl_json(&["info", "plasma"]).await;
+    assert_eq!(info.json()["installed-version"], "1", "{info}");
+}
+
+/// What a terminal showed.
+struct TermRun {
+    code: Option<i32>,
+    /// Everything written to the terminal (stdout and stderr, with `\r\n` line ends).
+    screen: String,
+}
+
+impl std::fmt::Display for TermRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {:?}; the terminal showed:\n{}",
+            self.code,
+            self.screen.escape_debug()
+        )
+    }
+}
+
+/// Quote for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `script` running `spkctl --bus ADDR ARGS` on a 100x30 pseudo-terminal, with `vars` added
+/// to the environment (and `NO_COLOR` removed unless given); what is written to `stdin` is
+/// typed at the terminal.
+fn terminal(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> tokio::process::Command {
+    let mut line = format!(
+        "stty cols 100 rows 30; exec {} --bus {}",
+        sh_quote(&binary("spkctl").to_string_lossy()),
+        sh_quote(env.bus.address())
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    let mut command = tokio::process::Command::new("script");
+    command
+        .args(["-qfec", &line, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Run spkctl on a terminal, typing `typed`, to its end.
+async fn on_terminal(env: &Env, args: &[&str], typed: &str, vars: &[(&str, &str)]) -> TermRun {
+    let mut child = terminal(env, args, vars).spawn().expect("run script");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(typed.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("spkctl on a terminal did not finish in 60 s")
+        .unwrap();
+    TermRun {
+        code: out.status.code(),
+        screen: String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    }
+}
+
+#[tokio::test]
+async fn answering_no_at_the_prompt_changes_nothing() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    let before = env.snapshot();
+
+    let run = on_terminal(&env, &["install", "plasma"], "n\n", &[]).await;
+
+    assert_eq!(run.code, Some(1), "{run}");
+    for shown in [
+        "Packages (1):",
+        "install   plasma  1",
+        "Download ",
+        "Proceed? [Y/n]",
+        "Nothing was changed.",
+    ] {
+        assert!(run.screen.contains(shown), "{shown:?} not shown: {run}");
+    }
+    before.assert_untouched(&env.snapshot());
+    assert!(env.server.tarball_gets().is_empty(), "{run}");
+}
+
+#[tokio::test]
+async fn answering_yes_at_the_prompt_installs() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+
+    let run = on_terminal(&env, &["install", "plasma"], "y\n", &[]).await;
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.screen.contains("Proceed? [Y/n]"), "{run}");
+    assert!(
+        run.screen.contains("Installed 1 package (plasma 1) in "),
+        "{run}"
+    );
+    env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
+}
+
+#[tokio::test]
+async fn a_terminal_shows_progress_and_one_summary_line() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    // A mirror slow enough (160 KiB/s, 1.6 s) that the bars are drawn mid-download.
+    env.server.set_fault_times(
+        PLASMA_TARBALL,
+        Fault::Throttle {
+            chunk: 16 * 1024,
+            every: Duration::from_millis(100),
+        },
+        1,
+    );
+
+    let run = on_terminal(&env, &["--yes", "install", "plasma"], "", &[]).await;
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.screen.contains('\x1b'),
+        "a progress bar redraws with escape codes: {run}"
+    );
+    let plain = strip_escapes(&run.screen);
+    let bar_lines: Vec<&str> = plain
+        .split(['\r', '\n'])
+        .filter(|l| {
+            l.contains("plasma")
+                && l.contains("downloading")
+                && l.contains('[')
+                && l.contains("KiB/")
+        })
+        .collect();
+    assert!(
+        !bar_lines.is_empty(),
+        "no progress line with the package, its stage, a bar and its bytes: {run}"
+    );
+    let summary: Vec<&str> = plain
+        .split(['\r', '\n'])
+        .filter(|l| l.starts_with("Installed 1 package (plasma 1) in "))
+        .collect();
+    assert_eq!(summary.len(), 1, "one summary line: {run}");
+    let summary = summary[0];
+    assert!(
+        summary.contains(" s, ") && summary.ends_with(" downloaded."),
+        "{summary:?}"
+    );
+    env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
+}
+
+/// `text` without ANSI control sequences (`ESC [ … final byte`, and other `ESC x` pairs).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if ('\x40'..='\x7e').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn no_color_on_a_terminal_means_no_escape_codes() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    env.server
+        .set_fault_times(PLASMA_TARBALL, Fault::Stall(Duration::from_millis(500)), 1);
+
+    let run = on_terminal(&env, &["install", "plasma"], "y\n", &[("NO_COLOR", "1")]).await;
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.screen.contains("Proceed? [Y/n]"), "{run}");
+    assert!(
+        run.screen.contains("Installed 1 package (plasma 1) in "),
+        "{run}"
+    );
+    assert!(
+        !run.screen.contains('\x1b'),
+        "escape codes despite NO_COLOR: {run}"
+    );
+}
+
+/// Read the terminal until it shows `text` (or panic after 30 s); returns all read so far.
+async fn read_until(stdout: &mut tokio::process::ChildStdout, seen: &mut String, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(text) {
+        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("the terminal never showed {text:?}:\n{seen}"))
+            .unwrap();
+        assert!(
+            n > 0,
+            "the terminal closed before showing {text:?}:\n{seen}"
+        );
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_on_a_terminal_asks_before_cancelling() {
+    let env = Env::new(&Repo::new().with(plasma("1")).with(qt6())).await;
+    let before = env.snapshot();
+    // A slow mirror (5 KiB/s): the download makes progress and is far from done.
+    env.server.set_fault(
+        PLASMA_TARBALL,
+        Fault::Throttle {
+            chunk: 1024,
+            every: Duration::from_millis(200),
+        },
+    );
+    let mut child = terminal(&env, &["--yes", "install", "plasma"], &[])
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    // The bar appears once spkctl follows the transaction (its Ctrl-C handler is in place).
+    read_until(&mut stdout, &mut seen, "plasma").await;
+
+    // Ctrl-C, then "no": the transaction goes on.
+    stdin.write_all(b"\x03").await.unwrap();
+    read_until(
+        &mut stdout,
+        &mut seen,
+        "Cancel the running transaction? [y/N]",
+    )
+    .await;
+    stdin.write_all(b"n\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = env.client().await;
+    let path = client.transactions().await.pop().expect("a transaction");
+    assert_eq!(
+        client
+            .property_json(path.as_str(), TRANSACTION, "State")
+            .await,
+        "downloading",
+        "answering no must not cancel:\n{seen}"
+    );
+
+    // Ctrl-C, then "yes": cancelled, and spkctl exits 1.
+    let asked = seen.matches("Cancel the running transaction?").count();
+    stdin.write_all(b"\x03").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.matches("Cancel the running transaction?").count() == asked {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("asked only once:\n{seen}"))
+            .unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    stdin.write_all(b"y\n").await.unwrap();
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stdout.read_to_string(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("spkctl did not end after cancelling:\n{seen}"))
+        .unwrap();
+    seen.push_str(&rest);
+    let status = child.wait().await.unwrap();
+
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(seen.contains("Cancelling"), "{seen}");
+    assert_eq!(
+        client
+            .property_json(path.as_str(), TRANSACTION, "State")
+            .await,
+        "cancelled"
+    );
+    before.assert_untouched(&env.snapshot());
+    drop(stdin);
+}

@@ -1,0 +1,355 @@
+//! Property tests of the engine's gatekeepers of untrusted input, `spk_engine::index::Index::parse`
+//! (the index a mirror serves) and `spk_engine::entry_path` (every archive entry name and link
+//! target): on arbitrary bytes and generated near-valid inputs they never panic, and whatever
+//! they accept is safe. Each property runs a bounded number of cases (a few seconds in CI).
+
+use std::path::{Component, Path, PathBuf};
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use spk_engine::entry_path::{MAX_NAME_BYTES, MAX_PATH_BYTES, check_symlink_target, enclosed_path};
+use spk_engine::index::Index;
+
+const CASES: u32 = 2000;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES,
+        ..ProptestConfig::default()
+    }
+}
+
+/// One path component as a hostile archive might write it.
+fn component() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("..".to_owned()),
+        Just(".".to_owned()),
+        Just(String::new()),
+        Just("usr".to_owned()),
+        Just("é".to_owned()),
+        Just("a\0b".to_owned()),
+        Just("new\nline".to_owned()),
+        Just("del\x7f".to_owned()),
+        Just("\u{85}".to_owned()),
+        Just("x".repeat(MAX_NAME_BYTES)),
+        Just("x".repeat(MAX_NAME_BYTES + 1)),
+        "[a-z0-9._-]{1,12}",
+        "\\PC{1,6}",
+        any::<String>(),
+    ]
+}
+
+/// A name or link target: components joined by `/`, maybe absolute or `./`-prefixed, maybe
+/// with a trailing slash.
+fn path_text() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![Just(""), Just("/"), Just("./"), Just("//")],
+        prop::collection::vec(component(), 0..8),
+        any::<bool>(),
+    )
+        .prop_map(|(prefix, parts, trailing)| {
+            let mut s = format!("{prefix}{}", parts.join("/"));
+            if trailing {
+                s.push('/');
+            }
+            s
+        })
+}
+
+/// Raw entry-name bytes: path-like text, arbitrary bytes, or text with invalid UTF-8 inside.
+fn raw_name() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => path_text().prop_map(String::into_bytes),
+        2 => prop::collection::vec(any::<u8>(), 0..80),
+        1 => (path_text(), any::<u8>(), path_text()).prop_map(|(a, b, c)| {
+            let mut v = a.into_bytes();
+            v.push(0x80 | b);
+            v.extend(c.into_bytes());
+            v
+        }),
+        1 => (1usize..3, "[a-z]{1,200}").prop_map(|(n, part)| {
+            format!("{part}/").repeat(MAX_PATH_BYTES / (part.len() + 1) + n).into_bytes()
+        }),
+    ]
+}
+
+/// What `enclosed_path` must do, written independently: `Ok(Some(normal path))`, `Ok(None)`
+/// for the root itself, or `Err` (the reason is not compared).
+fn enclosed_model(raw: &[u8]) -> Result<Option<PathBuf>, ()> {
+    if raw.is_empty() || raw.len() > MAX_PATH_BYTES {
+        return Err(());
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| ())?;
+    if text.chars().any(char::is_control) || text.starts_with('/') {
+        return Err(());
+    }
+    let mut out = PathBuf::new();
+    for part in text.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." || part.len() > MAX_NAME_BYTES {
+            return Err(());
+        }
+        out.push(part);
+    }
+    Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+#[test]
+fn enclosed_path_accepts_only_normal_relative_paths() {
+    proptest!(config(), |(raw in raw_name())| {
+        let got = enclosed_path(&raw);
+        prop_assert_eq!(got.clone().map_err(|_| ()), enclosed_model(&raw), "for {:?}", String::from_utf8_lossy(&raw));
+        if let Ok(Some(path)) = got {
+            prop_assert!(path.is_relative());
+            prop_assert!(path.as_os_str().len() <= MAX_PATH_BYTES);
+            let text = path.to_str().expect("accepted paths are UTF-8");
+            prop_assert!(!text.chars().any(char::is_control), "{:?}", text);
+            for c in path.components() {
+                match c {
+                    Component::Normal(part) => prop_assert!(part.len() <= MAX_NAME_BYTES),
+                    other => prop_assert!(false, "component {:?} in {:?}", other, path),
+                }
+            }
+            let root = Path::new("/target/root");
+            prop_assert!(root.join(&path).starts_with(root));
+        }
+    });
+}
+
+/// Whether `target`, read relative to the directory of `link`, stays inside the root when
+/// resolved lexically (a stack of components, `..` popping one).
+fn stays_inside(link: &Path, target: &str) -> bool {
+    let mut depth = link.components().count() - 1;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+/// A link path as `enclosed_path` returns them.
+fn link_path() -> impl Strategy<Value = PathBuf> {
+    prop::collection::vec("[a-z0-9]{1,8}", 1..6).prop_map(|parts| parts.iter().collect())
+}
+
+/// A link target: mostly `..`-heavy relative paths.
+fn link_target() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => prop::collection::vec(
+            prop_oneof![Just(".."), Just("."), Just(""), Just("lib"), Just("x")],
+            0..10
+        )
+        .prop_map(|parts| parts.join("/").into_bytes()),
+        2 => raw_name(),
+    ]
+}
+
+#[test]
+fn symlink_targets_never_climb_above_the_root() {
+    proptest!(config(), |(link in link_path(), target in link_target())| {
+        let got = check_symlink_target(&link, &target);
+        let text = std::str::from_utf8(&target).ok();
+        let expected = match text {
+            None => false,
+            Some(t) if t.is_empty() || t.len() > MAX_PATH_BYTES => false,
+            Some(t) if t.chars().any(char::is_control) => false,
+            Some(t) if t.starts_with('/') => true,
+            Some(t) => stays_inside(&link, t),
+        };
+        prop_assert_eq!(got.is_ok(), expected, "{:?} -> {:?}: {:?}", link, String::from_utf8_lossy(&target), got);
+    });
+}
+
+/// A package name, mostly valid.
+fn package_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-z0-9][a-z0-9+._-]{0,63}",
+        1 => Just("../evil".to_owned()),
+        1 => Just("Plasma".to_owned()),
+        1 => Just(String::new()),
+        1 => Just("a".repeat(65)),
+        1 => "\\PC{0,10}",
+    ]
+}
+
+fn sha256_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[0-9a-f]{64}",
+        1 => "[0-9A-F]{64}",
+        1 => "[0-9a-f]{63}",
+        1 => "[0-9a-g]{64}",
+        1 => any::<String>(),
+    ]
+}
+
+fn any_json_scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        any::<String>().prop_map(Value::from),
+    ]
+}
+
+/// An index entry whose every field is usually plausible and sometimes wrong.
+fn index_entry() -> impl Strategy<Value = Value> {
+    (
+        package_name(),
+        prop_oneof![4 => "[0-9][0-9a-z.+~-]{0,20}", 1 => any::<String>()],
+        prop_oneof![Just(json!("system")), Just(json!("userland")), Just(json!("other")), any_json_scalar()],
+        prop_oneof![4 => "[a-z0-9-]{1,20}\\.tar\\.xz", 1 => any::<String>(), 1 => Just("../x.tar.xz".to_owned())],
+        sha256_text(),
+        prop_oneof![4 => any::<u64>().prop_map(Value::from), 1 => any_json_scalar()],
+        any::<u64>(),
+        any::<String>(),
+        prop::collection::vec(any::<String>(), 0..3),
+    )
+        .prop_map(|(name, version, kind, file, sha, size, installed, description, setuid)| {
+            json!({
+                "name": name, "version": version, "kind": kind, "file": file, "sha256": sha,
+                "size": size, "installed_size": installed, "description": description,
+                "setuid": setuid,
+            })
+        })
+}
+
+fn index_json() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![4 => Just(json!(1)), 1 => any_json_scalar()],
+        any::<String>(),
+        prop::option::of(any::<u64>()),
+        prop::collection::vec(index_entry(), 0..4),
+    )
+        .prop_map(|(format, release, timestamp, packages)| {
+            let mut index = json!({"format": format, "release": release, "packages": packages});
+            if let Some(t) = timestamp {
+                index["timestamp"] = json!(t);
+            }
+            index
+        })
+}
+
+/// The serialized index, sometimes damaged by one edit (a byte dropped, replaced or inserted).
+fn index_text() -> impl Strategy<Value = Vec<u8>> {
+    (
+        index_json(),
+        0u8..4,
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+    )
+        .prop_map(|(index, edit, at, byte)| {
+            let mut text = serde_json::to_vec(&index).unwrap();
+            let i = at.index(text.len());
+            match edit {
+                0 => {
+                    text.remove(i);
+                }
+                1 => text[i] = byte,
+                2 => text.insert(i, byte),
+                _ => {}
+            }
+            text
+        })
+}
+
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && !b[0].is_ascii_uppercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+._-".contains(c))
+}
+
+/// Panic-free, and whatever is accepted is what the rest of the engine relies on.
+fn assert_accepted_index_is_safe(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let Ok(index) = Index::parse(bytes) else {
+        return Ok(());
+    };
+    prop_assert_eq!(index.format, 1);
+    let mut names = std::collections::HashSet::new();
+    for p in &index.packages {
+        prop_assert!(valid_name(&p.name), "accepted name {:?}", p.name);
+        prop_assert!(names.insert(p.name.clone()), "{:?} listed twice", p.name);
+        prop_assert!(
+            p.sha256.len() == 64
+                && p.sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "accepted sha256 {:?}",
+            p.sha256
+        );
+        prop_assert!(
+            !p.file.is_empty()
+                && !p.file.starts_with('.')
+                && !p.file.contains('/')
+                && !p.file.contains('\\')
+                && !p.file.chars().any(char::is_control),
+            "accepted file {:?}",
+            p.file
+        );
+        prop_assert!(
+            !p.version.is_empty()
+                && !p
+                    .version
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace()),
+            "accepted version {:?}",
+            p.version
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_index_parser_never_panics_on_arbitrary_bytes() {
+    proptest!(config(), |(bytes in prop::collection::vec(any::<u8>(), 0..512))| {
+        assert_accepted_index_is_safe(&bytes)?;
+    });
+}
+
+#[test]
+fn an_accepted_index_has_valid_names_and_digests() {
+    proptest!(config(), |(bytes in index_text())| {
+        assert_accepted_index_is_safe(&bytes)?;
+    });
+}
+
+#[test]
+fn a_well_formed_index_is_accepted_as_written() {
+    let entry = (
+        "[a-z0-9][a-z0-9+._-]{0,63}",
+        "[0-9][0-9a-z.+~-]{0,20}",
+        "[0-9a-f]{64}",
+        any::<u64>(),
+    );
+    proptest!(config(), |(entries in prop::collection::vec(entry, 0..5), release in any::<String>())| {
+        let mut seen = std::collections::HashSet::new();
+        let packages: Vec<Value> = entries
+            .iter()
+            .filter(|(name, ..)| seen.insert(name.clone()))
+            .map(|(name, version, sha, size)| json!({
+                "name": name, "version": version, "kind": "userland",
+                "file": format!("{name}.tar.xz"), "sha256": sha, "size": size,
+            }))
+            .collect();
+        let text = serde_json::to_vec(&json!({"format": 1, "release": release, "packages": packages})).unwrap();
+        let index = Index::parse(&text);
+        prop_assert!(index.is_ok(), "refused: {:?}", index);
+        let index = index.unwrap();
+        prop_assert_eq!(index.packages.len(), packages.len());
+        for (p, v) in index.packages.iter().zip(&packages) {
+            prop_assert_eq!(&p.name, v["name"].as_str().unwrap());
+            prop_assert_eq!(&p.sha256, v["sha256"].as_str().unwrap());
+            prop_assert_eq!(p.size, v["size"].as_u64().unwrap());
+        }
+    });
+}
