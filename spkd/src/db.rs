@@ -92,12 +92,19 @@ fn parse<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Database(format!("corrupt record: {e}")))
 }
 
+/// Memory redb may use to cache pages of the database.
+const DB_CACHE_BYTES: usize = 4 << 20;
+
 impl Database {
     /// Open (or create) the database at `dir/packages.redb`.
     pub fn open(dir: &Path) -> Result<Database> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let db = redb::Database::create(dir.join("packages.redb"))?;
+        // redb caches up to 1 GiB by default, which a daemon idling between transactions would
+        // keep; the file is small and in the page cache anyway.
+        let db = redb::Builder::new()
+            .set_cache_size(DB_CACHE_BYTES)
+            .create(dir.join("packages.redb"))?;
         let txn = db.begin_write()?;
         txn.open_table(PACKAGES)?;
         txn.open_table(OWNERS)?;

@@ -147,6 +147,7 @@ impl StageJob {
         let progress = self.reporter.package(&name, planned.available.entry.size);
         self.reporter.current(&name);
         progress.start();
+        let started = std::time::Instant::now();
         let files = stage::stage(
             &self.http,
             &self.retry,
@@ -159,6 +160,12 @@ impl StageJob {
         )
         .instrument(tracing::info_span!("stage", package = %name))
         .await?;
+        tracing::info!(
+            package = %name,
+            files = files.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "staged"
+        );
         Ok(Staged { planned, files })
     }
 }
@@ -315,6 +322,7 @@ impl Engine {
             if !req.options.dry_run {
                 self.record_history(req, started, &result, done);
             }
+            release_memory();
             result
         }
         .instrument(span)
@@ -722,8 +730,13 @@ impl Engine {
             })?;
         }
         // Staged bytes must be on disk before renames make them live.
+        let started = std::time::Instant::now();
         commit::sync_filesystem(&self.layout.staging)
             .map_err(|e| Error::io("syncing staged files", e))?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "staged files synced"
+        );
         for s in staged {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -752,8 +765,15 @@ impl Engine {
                 dropped,
             };
             crate::failpoint::hit("commit.before-journal");
+            let started = std::time::Instant::now();
             self.db.begin(&intent)?;
             self.apply(&intent)?;
+            tracing::info!(
+                package = %entry.name,
+                version = %entry.version,
+                ms = started.elapsed().as_millis() as u64,
+                "committed"
+            );
             reporter.stage(&entry.name, Stage::Installing, 1, 1);
             reporter.package_done(&entry.name, &entry.version);
             if let Some(change) = planned.iter().find(|c| c.name == entry.name) {
@@ -882,6 +902,17 @@ impl Engine {
     /// Installed packages by name (for history, verify, clients).
     pub fn installed(&self) -> Result<BTreeMap<String, InstalledPackage>> {
         self.db.installed()
+    }
+}
+
+/// Give the memory a transaction used (decoder dictionaries, buffers of the staging threads)
+/// back to the system: glibc keeps freed memory of its per-thread arenas otherwise, and an idle
+/// daemon would hold more than it needs until it exits.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; no pointers are passed.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_compression::tokio::bufread::XzDecoder;
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use std::io::Read;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Available;
@@ -240,14 +242,18 @@ async fn pipeline(
         path: dir.to_owned(),
         error,
     })?;
-    let decoder = XzDecoder::with_mem_limit(
-        BufReader::with_capacity(128 * 1024, verified),
-        XZ_MEMORY_LIMIT,
-    );
+    // xz decoding is most of the CPU time of a package: it runs on its own thread so that the
+    // tar checks, file hashes and writes below overlap with it instead of following it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let input = SyncIoBridge::new(verified);
+    let decoder = tokio::task::spawn_blocking(move || decode(input, &tx));
+    let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let tar = StreamReader::new(chunks);
     let limits = Limits::for_package(&pkg.entry);
-    let (records, decoder) = unpack::stage(decoder, dir, &pkg.entry, &limits).await?;
+    // On failure the reader goes, and with it the channel: the decoder thread stops.
+    let (records, tar) = unpack::stage(tar, dir, &pkg.entry, &limits).await?;
     // Read the xz stream to its end so its own integrity check is verified.
-    let mut rest = decoder.take(MAX_TRAILING_BYTES + 1);
+    let mut rest = tar.take(MAX_TRAILING_BYTES + 1);
     let trailing = tokio::io::copy(&mut rest, &mut tokio::io::sink())
         .await
         .map_err(UnpackError::Read)?;
@@ -257,12 +263,61 @@ async fn pipeline(
             reason: "more than 1 MiB of data after the end of the tar archive".into(),
         });
     }
-    // Then hash whatever follows the xz stream: the digest covers the whole file.
-    let mut buffered = rest.into_inner().into_inner();
-    tokio::io::copy(&mut buffered, &mut tokio::io::sink())
-        .await
-        .map_err(UnpackError::Read)?;
-    Ok((records, buffered.into_inner()))
+    drop(rest);
+    match decoder.await {
+        Ok(Some(verified)) => Ok((records, verified)),
+        // The decoder reports its failures through the channel, read above; this is only
+        // reached if its thread died.
+        Ok(None) | Err(_) => Err(UnpackError::Read(std::io::Error::other(
+            "the xz decoder stopped unexpectedly",
+        ))),
+    }
+}
+
+/// Decoded bytes travel from the decoder thread to the unpacker in chunks of this size; a few
+/// in flight keep both sides busy and bound the memory a package takes (~1.5 MiB).
+const CHUNK: usize = 256 * 1024;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+type Chunk = std::io::Result<std::io::Cursor<Vec<u8>>>;
+
+/// The decoder thread: verified bytes in, decoded tar bytes out through `tx`, any error as the
+/// last item. After the xz stream's end (its check verified by liblzma), whatever follows it is
+/// read too, so that the digest covers the whole file. Gives the verifier back on success;
+/// `None` when it failed or the unpacker went away.
+fn decode(
+    input: SyncIoBridge<Verified<Body>>,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
+) -> Option<Verified<Body>> {
+    let fail = |e: std::io::Error| {
+        let _ = tx.blocking_send(Err(e));
+        None
+    };
+    let stream = match liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, 0) {
+        Ok(s) => s,
+        Err(e) => return fail(e.into()),
+    };
+    let input = std::io::BufReader::with_capacity(128 * 1024, input);
+    let mut decoder = liblzma::bufread::XzDecoder::new_stream(input, stream);
+    loop {
+        let mut chunk = vec![0; CHUNK];
+        match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                chunk.truncate(n);
+                if tx.blocking_send(Ok(std::io::Cursor::new(chunk))).is_err() {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return fail(e),
+        }
+    }
+    let mut after = decoder.into_inner();
+    if let Err(e) = std::io::copy(&mut after, &mut std::io::sink()) {
+        return fail(e);
+    }
+    Some(after.into_inner().into_inner())
 }
 
 fn classify(e: UnpackError, pkg: &Available, source: &str, seen: u64) -> Error {
