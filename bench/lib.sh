@@ -25,6 +25,7 @@ BUS=
 NGINX_PID=
 DBUS_PID=
 SPKD_PID=
+LOOPDEV=
 
 log() { printf '%s\n' "bench: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -87,6 +88,9 @@ bench_cleanup() {
   if [ -n "$MNT" ] && mountpoint -q "$MNT"; then
     umount "$MNT" 2>/dev/null || { sleep 1; umount "$MNT" 2>/dev/null; } || umount -l "$MNT"
   fi
+  if [ -n "$LOOPDEV" ]; then
+    losetup -d "$LOOPDEV" 2>/dev/null
+  fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ -n "${SPK_BENCH_KEEP:-}" ]; then
       rm -f "$WORK/fs.img"
@@ -111,8 +115,16 @@ bench_workdir() {
     die "mkfs.ext4 failed"
   MNT=$WORK/mnt
   mkdir -p "$MNT"
-  mount -o loop "$WORK/fs.img" "$MNT" || die "mount -o loop failed"
-  FS_INFO="ext4 on loop, ${img_mb} MiB, $(findmnt -no OPTIONS "$MNT"), features: $(dumpe2fs -h "$WORK/fs.img" 2>/dev/null | sed -n 's/^Filesystem features: *//p' | tr ' ' ',')"
+  # Direct I/O between the loop device and its image: what the file system writes back goes to
+  # the disk then, as on a real disk, instead of piling up in the image file's page cache until
+  # a sync flushes it all at once (which hides any writeback overlapped with work).
+  if [ "${SPK_BENCH_DIRECT_IO:-1}" = 1 ]; then
+    LOOPDEV=$(losetup --direct-io=on -f --show "$WORK/fs.img") || die "losetup failed"
+    mount "$LOOPDEV" "$MNT" || die "mount $LOOPDEV failed"
+  else
+    mount -o loop "$WORK/fs.img" "$MNT" || die "mount -o loop failed"
+  fi
+  FS_INFO="ext4 on loop ($([ -n "$LOOPDEV" ] && echo "direct I/O to the image" || echo "buffered image")), ${img_mb} MiB, $(findmnt -no OPTIONS "$MNT"), features: $(dumpe2fs -h "$WORK/fs.img" 2>/dev/null | sed -n 's/^Filesystem features: *//p' | tr ' ' ',')"
   case "$FS_INFO" in *has_journal*) ;; *) die "the benchmark file system has no journal" ;; esac
 }
 
