@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -137,7 +137,7 @@ struct StageJob {
     dir: std::path::PathBuf,
     reporter: Reporter,
     cancel: CancellationToken,
-    unpack: bool,
+    mode: stage::Mode,
 }
 
 impl StageJob {
@@ -154,7 +154,7 @@ impl StageJob {
             &self.cache,
             &planned.available,
             &self.dir,
-            self.unpack,
+            self.mode,
             &progress,
             &self.cancel,
         )
@@ -659,27 +659,38 @@ impl Engine {
         unpack: bool,
     ) -> Result<Vec<Staged>> {
         let stream_cancel = cancel.child_token();
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.parallelism()));
+        let slots = self.config.parallelism();
+        let mut pending = plan.into_iter();
         let mut running = tokio::task::JoinSet::new();
-        for planned in plan {
-            let job = StageJob {
-                http: self.http.clone(),
-                retry: self.config.retry_policy(),
-                cache: self.layout.cache.clone(),
-                dir: self.layout.staging_for(&planned.available.entry.name),
-                reporter: reporter.clone(),
-                cancel: stream_cancel.clone(),
-                unpack,
-            };
-            let slots = slots.clone();
-            running.spawn(async move {
-                // Fair semaphore: packages start in plan order (largest first).
-                let _slot = slots.acquire_owned().await;
-                job.run(planned).await
-            });
-        }
         let mut staged = Vec::new();
-        while let Some(joined) = running.join_next().await {
+        loop {
+            // Start packages in plan order (largest first) while slots are free.
+            while running.len() < slots
+                && let Some(planned) = pending.next()
+            {
+                let mode = if !unpack {
+                    stage::Mode::Fetch
+                } else if pending.len() < slots {
+                    // Nothing will wait for this slot any more: as packages finish, cores
+                    // go idle unless the last ones decode on threads of their own.
+                    stage::Mode::UnpackThreaded
+                } else {
+                    stage::Mode::Unpack
+                };
+                let job = StageJob {
+                    http: self.http.clone(),
+                    retry: self.config.retry_policy(),
+                    cache: self.layout.cache.clone(),
+                    dir: self.layout.staging_for(&planned.available.entry.name),
+                    reporter: reporter.clone(),
+                    cancel: stream_cancel.clone(),
+                    mode,
+                };
+                running.spawn(job.run(planned));
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
             let result = joined.unwrap_or_else(|e| {
                 Err(Error::io(
                     "internal error while staging",

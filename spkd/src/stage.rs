@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use std::io::Read;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use async_compression::tokio::bufread::XzDecoder;
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
@@ -28,14 +29,27 @@ const XZ_MEMORY_LIMIT: u64 = 80 << 20;
 /// Decoded bytes allowed after the tar end marker (padding); more is refused as a bomb.
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 
+/// What staging does with a package's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only fetch the tarball into the cache (download-only).
+    Fetch,
+    /// Decode and unpack in one task: the least CPU per package, for when other packages keep
+    /// every core busy anyway.
+    Unpack,
+    /// Decode on a thread of its own beside the unpacker: this package stages faster (the
+    /// checks, hashes and writes overlap with decoding) at some CPU cost, worth it when a core
+    /// would otherwise idle (the last packages of a transaction).
+    UnpackThreaded,
+}
+
 /// Where verified tarballs are kept, by sha256.
 pub fn cache_file(cache_dir: &Path, sha256: &str) -> PathBuf {
     cache_dir.join(format!("{sha256}.tar.xz"))
 }
 
 /// Stage `pkg` into `dir` (created here), from the cache when it holds the tarball, else from
-/// the network (resuming a `.part` left by an interrupted download). With `unpack == false`
-/// (download-only) the tarball is only fetched into the cache.
+/// the network (resuming a `.part` left by an interrupted download).
 #[allow(clippy::too_many_arguments)]
 pub async fn stage(
     http: &reqwest::Client,
@@ -43,7 +57,7 @@ pub async fn stage(
     cache_dir: &Path,
     pkg: &Available,
     dir: &Path,
-    unpack: bool,
+    mode: Mode,
     progress: &PackageProgress,
     cancel: &CancellationToken,
 ) -> Result<Vec<FileRecord>> {
@@ -62,7 +76,7 @@ pub async fn stage(
             &source,
             None,
             dir,
-            unpack,
+            mode,
             progress,
             cancel,
         )
@@ -77,7 +91,7 @@ pub async fn stage(
             &source,
             None,
             dir,
-            unpack,
+            mode,
             progress,
             cancel,
         )
@@ -97,7 +111,7 @@ pub async fn stage(
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
     let (body, tee, source) = resume_or_start(http, retry, pkg, &part).await?;
-    let result = run(pkg, body, &source, Some(tee), dir, unpack, progress, cancel).await;
+    let result = run(pkg, body, &source, Some(tee), dir, mode, progress, cancel).await;
     match result {
         Ok(records) => {
             std::fs::rename(&part, &cached)
@@ -183,13 +197,13 @@ async fn run(
     source: &Source,
     tee: Option<Tee>,
     dir: &Path,
-    unpack: bool,
+    mode: Mode,
     progress: &PackageProgress,
     cancel: &CancellationToken,
 ) -> Result<Vec<FileRecord>> {
     let counter = Arc::new(ByteCounter::default());
     let verified = Verified::new(body, pkg.entry.size, counter.clone(), tee);
-    let work = pipeline(pkg, verified, dir, unpack);
+    let work = pipeline(pkg, verified, dir, mode);
     tokio::pin!(work);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let outcome = loop {
@@ -229,9 +243,9 @@ async fn pipeline(
     pkg: &Available,
     verified: Verified<Body>,
     dir: &Path,
-    unpack: bool,
+    mode: Mode,
 ) -> Result<(Vec<FileRecord>, Verified<Body>), UnpackError> {
-    if !unpack {
+    if mode == Mode::Fetch {
         let mut verified = verified;
         tokio::io::copy(&mut verified, &mut tokio::io::sink())
             .await
@@ -242,17 +256,46 @@ async fn pipeline(
         path: dir.to_owned(),
         error,
     })?;
-    // xz decoding is most of the CPU time of a package: it runs on its own thread so that the
-    // tar checks, file hashes and writes below overlap with it instead of following it.
+    if mode == Mode::Unpack {
+        let decoder = XzDecoder::with_mem_limit(
+            BufReader::with_capacity(128 * 1024, verified),
+            XZ_MEMORY_LIMIT,
+        );
+        let (records, decoder) = unpack_all(decoder, pkg, dir).await?;
+        // Then hash whatever follows the xz stream: the digest covers the whole file.
+        let mut buffered = decoder.into_inner();
+        tokio::io::copy(&mut buffered, &mut tokio::io::sink())
+            .await
+            .map_err(UnpackError::Read)?;
+        return Ok((records, buffered.into_inner()));
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
     let input = SyncIoBridge::new(verified);
     let decoder = tokio::task::spawn_blocking(move || decode(input, &tx));
     let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let tar = StreamReader::new(chunks);
-    let limits = Limits::for_package(&pkg.entry);
     // On failure the reader goes, and with it the channel: the decoder thread stops.
+    let (records, tar) = unpack_all(StreamReader::new(chunks), pkg, dir).await?;
+    drop(tar);
+    match decoder.await {
+        Ok(Some(verified)) => Ok((records, verified)),
+        // The decoder reports its failures through the channel, read above; this is only
+        // reached if its thread died.
+        Ok(None) | Err(_) => Err(UnpackError::Read(std::io::Error::other(
+            "the xz decoder stopped unexpectedly",
+        ))),
+    }
+}
+
+/// Unpack the decoded tar stream, then read it to its end, so that the xz stream's own
+/// integrity check is verified; a little padding may follow the tar end marker, more is
+/// refused. Gives the decoded stream back, at its end.
+async fn unpack_all<R: AsyncRead + Unpin + Send>(
+    tar: R,
+    pkg: &Available,
+    dir: &Path,
+) -> Result<(Vec<FileRecord>, R), UnpackError> {
+    let limits = Limits::for_package(&pkg.entry);
     let (records, tar) = unpack::stage(tar, dir, &pkg.entry, &limits).await?;
-    // Read the xz stream to its end so its own integrity check is verified.
     let mut rest = tar.take(MAX_TRAILING_BYTES + 1);
     let trailing = tokio::io::copy(&mut rest, &mut tokio::io::sink())
         .await
@@ -263,15 +306,7 @@ async fn pipeline(
             reason: "more than 1 MiB of data after the end of the tar archive".into(),
         });
     }
-    drop(rest);
-    match decoder.await {
-        Ok(Some(verified)) => Ok((records, verified)),
-        // The decoder reports its failures through the channel, read above; this is only
-        // reached if its thread died.
-        Ok(None) | Err(_) => Err(UnpackError::Read(std::io::Error::other(
-            "the xz decoder stopped unexpectedly",
-        ))),
-    }
+    Ok((records, rest.into_inner()))
 }
 
 /// Decoded bytes travel from the decoder thread to the unpacker in chunks of this size; a few

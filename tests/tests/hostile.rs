@@ -69,6 +69,8 @@ impl Scene {
         assert_eq!(report["state"], "failed", "{run}");
         assert_eq!(report["error-name"], error_name, "{run}");
         let message = report["error-message"].as_str().unwrap_or_default();
+        // What the user sees (`cargo test --test hostile -- --nocapture` lists every case).
+        eprintln!("user sees: {error_name}: {message}");
         for fragment in expected {
             assert!(
                 message.contains(fragment),
