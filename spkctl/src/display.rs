@@ -11,6 +11,10 @@ pub enum Display {
     Bars {
         multi: MultiProgress,
         bars: HashMap<String, ProgressBar>,
+        /// The whole transaction (percentage and bytes, from spkd), below the packages.
+        overall: Option<ProgressBar>,
+        /// Terminal columns when the display started; narrow terminals get short lines.
+        width: usize,
     },
     Plain {
         seen: HashMap<String, String>,
@@ -31,6 +35,8 @@ impl Display {
             Display::Bars {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
                 bars: HashMap::new(),
+                overall: None,
+                width: stderr_width(),
             }
         } else {
             Display::Plain {
@@ -41,16 +47,19 @@ impl Display {
 
     pub fn progress(&mut self, package: &str, stage: &str, done: u64, total: u64) {
         match self {
-            Display::Bars { multi, bars } => {
+            Display::Bars {
+                multi,
+                bars,
+                overall,
+                width,
+            } => {
                 let bar = bars.entry(package.to_owned()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new(total));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix:>16.bold} {msg:<11} [{wide_bar}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
+                    let bar = match overall {
+                        // Packages above the overall line.
+                        Some(o) => multi.insert_before(o, ProgressBar::new(total)),
+                        None => multi.add(ProgressBar::new(total)),
+                    };
+                    bar.set_style(style(package_template(*width)));
                     bar.set_prefix(package.to_owned());
                     bar.enable_steady_tick(Duration::from_millis(200));
                     bar
@@ -77,9 +86,38 @@ impl Display {
         }
     }
 
+    /// The whole transaction: spkd's `Percentage`, `BytesDone` and `BytesTotal`.
+    pub fn overall(&mut self, percentage: u32, bytes_done: u64, bytes_total: u64) {
+        if let Display::Bars {
+            multi,
+            overall,
+            width,
+            ..
+        } = self
+        {
+            let bar = overall.get_or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new(100));
+                bar.set_style(style(overall_template(*width)));
+                bar.set_prefix("total");
+                bar
+            });
+            bar.set_position(u64::from(percentage.min(100)));
+            bar.set_message(format!(
+                "{}/{}",
+                human_bytes(bytes_done),
+                human_bytes(bytes_total)
+            ));
+        }
+    }
+
+    /// Whether [`Display::overall`] shows anything (only bars do).
+    pub fn has_bars(&self) -> bool {
+        matches!(self, Display::Bars { .. })
+    }
+
     pub fn package_done(&mut self, verb: &str, name: &str, version: &str) {
         match self {
-            Display::Bars { bars, multi } => {
+            Display::Bars { bars, multi, .. } => {
                 let line = format!("{verb} {name} {version}");
                 match bars.get(name) {
                     Some(bar) => bar.finish_with_message(format!("{verb} {version}")),
@@ -102,8 +140,14 @@ impl Display {
 
     /// Remove unfinished bars (failure or cancel) so the error is the last thing on screen.
     pub fn finish(&mut self) {
-        if let Display::Bars { bars, multi } = self {
-            for bar in bars.values() {
+        if let Display::Bars {
+            bars,
+            multi,
+            overall,
+            ..
+        } = self
+        {
+            for bar in bars.values().chain(overall.iter()) {
                 if !bar.is_finished() {
                     bar.abandon();
                 }
@@ -111,4 +155,39 @@ impl Display {
             let _ = multi.clear();
         }
     }
+}
+
+/// Below this many columns the byte counts, rate and ETA do not fit beside a useful bar.
+const NARROW: usize = 80;
+
+fn package_template(width: usize) -> &'static str {
+    if width < NARROW {
+        "{prefix:.bold} {msg} {percent:>3}%"
+    } else {
+        "{prefix:>16.bold} {msg:<11} [{wide_bar}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4}"
+    }
+}
+
+fn overall_template(width: usize) -> &'static str {
+    if width < NARROW {
+        "{prefix:.bold} {pos:>3}% {msg}"
+    } else {
+        "{prefix:>16.bold} {pos:>3}%        [{wide_bar}] {msg:>21} {elapsed_precise:>12} {eta:>4}"
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// Columns of the terminal the bars are drawn on (stderr).
+fn stderr_width() -> usize {
+    if let Ok(ws) = rustix::termios::tcgetwinsize(rustix::stdio::stderr())
+        && ws.ws_col > 0
+    {
+        return usize::from(ws.ws_col);
+    }
+    NARROW
 }

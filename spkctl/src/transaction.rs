@@ -103,9 +103,22 @@ pub async fn run(
         .await?;
     let mut done = Vec::new();
     let mut interrupts = std::pin::pin!(interrupts());
+    let mut overall_tick = tokio::time::interval(Duration::from_millis(250));
+    overall_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let finished = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
+            _ = overall_tick.tick(), if display.has_bars() => {
+                // This also notices a daemon that went away (the timeout below never fires
+                // while the ticks keep coming).
+                let p = proxy.percentage().await.map_err(|e| {
+                    Failure::unreachable(format!("spkd went away during the transaction: {e}"))
+                })?;
+                if let (Ok(d), Ok(t)) = (proxy.bytes_done().await, proxy.bytes_total().await) {
+                    display.overall(p, d, t);
+                }
+                continue;
+            }
             Some(()) = interrupts.next() => {
                 if confirm_cancel(display).await {
                     proxy.cancel().await?;

@@ -657,12 +657,12 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// `script` running `spkctl --bus ADDR ARGS` on a 100x30 pseudo-terminal, with `vars` added
+/// `script` running `spkctl --bus ADDR ARGS` on a COLSx30 pseudo-terminal, with `vars` added
 /// to the environment (and `NO_COLOR` removed unless given); what is written to `stdin` is
 /// typed at the terminal.
-fn terminal(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> tokio::process::Command {
+fn terminal(env: &Env, args: &[&str], vars: &[(&str, &str)], cols: u16) -> tokio::process::Command {
     let mut line = format!(
-        "stty cols 100 rows 30; exec {} --bus {}",
+        "stty cols {cols} rows 30; exec {} --bus {}",
         sh_quote(&binary("spkctl").to_string_lossy()),
         sh_quote(env.bus.address())
     );
@@ -683,9 +683,19 @@ fn terminal(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> tokio::process::
     command
 }
 
-/// Run spkctl on a terminal, typing `typed`, to its end.
+/// Run spkctl on a 100-column terminal, typing `typed`, to its end.
 async fn on_terminal(env: &Env, args: &[&str], typed: &str, vars: &[(&str, &str)]) -> TermRun {
-    let mut child = terminal(env, args, vars).spawn().expect("run script");
+    on_terminal_sized(env, args, typed, vars, 100).await
+}
+
+async fn on_terminal_sized(
+    env: &Env,
+    args: &[&str],
+    typed: &str,
+    vars: &[(&str, &str)],
+    cols: u16,
+) -> TermRun {
+    let mut child = terminal(env, args, vars, cols).spawn().expect("run script");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(typed.as_bytes()).await.unwrap();
     drop(stdin);
@@ -770,6 +780,12 @@ async fn a_terminal_shows_progress_and_one_summary_line() {
         !bar_lines.is_empty(),
         "no progress line with the package, its stage, a bar and its bytes: {run}"
     );
+    assert!(
+        plain
+            .split(['\r', '\n'])
+            .any(|l| l.trim_start().starts_with("total") && l.contains("% ") && l.contains('[')),
+        "no overall line with the transaction's percentage and a bar: {run}"
+    );
     let summary: Vec<&str> = plain
         .split(['\r', '\n'])
         .filter(|l| l.starts_with("Installed 1 package (plasma 1) in "))
@@ -783,8 +799,68 @@ async fn a_terminal_shows_progress_and_one_summary_line() {
     env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
 }
 
+#[tokio::test]
+async fn a_narrow_terminal_gets_progress_lines_that_fit() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    env.server.set_fault_times(
+        PLASMA_TARBALL,
+        Fault::Throttle {
+            chunk: 16 * 1024,
+            every: Duration::from_millis(100),
+        },
+        1,
+    );
+
+    let run = on_terminal_sized(&env, &["--yes", "install", "plasma"], "", &[], 50).await;
+
+    assert_eq!(run.code, Some(0), "{run}");
+    let lines = drawn_lines(&run.screen, 50);
+    let progress: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("plasma downloading") || l.trim_start().starts_with("total"))
+        .collect();
+    assert!(
+        progress.iter().any(|l| l.contains("plasma downloading")),
+        "{run}"
+    );
+    for line in &progress {
+        assert!(
+            line.chars().count() <= 50 && line.contains('%'),
+            "a progress line wider than the 50-column terminal, or without its percentage: {line:?}"
+        );
+    }
+    assert!(
+        strip_escapes(&run.screen).contains("Installed 1 package (plasma 1) in "),
+        "{run}"
+    );
+}
+
 /// `text` without ANSI control sequences (`ESC [ … final byte`, and other `ESC x` pairs).
 fn strip_escapes(text: &str) -> String {
+    replace_escapes(text, "")
+}
+
+/// The lines a terminal `cols` wide draws: control sequences that move the cursor end a line,
+/// and so does reaching the right margin (indicatif pads a line with spaces to the full width
+/// to clear it, and the terminal wraps there); the padding is cut.
+fn drawn_lines(text: &str, cols: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for piece in replace_escapes(text, "\n").split(['\r', '\n']) {
+        let chars: Vec<char> = piece.chars().collect();
+        for line in chars.chunks(cols) {
+            let line: String = line.iter().collect();
+            let line = line.trim_end();
+            if !line.is_empty() {
+                lines.push(line.to_owned());
+            }
+        }
+    }
+    lines
+}
+
+/// `text` with every ANSI control sequence replaced by `with`, but colours and weights (SGR,
+/// `ESC [ … m`) simply dropped: they do not move the cursor.
+fn replace_escapes(text: &str, with: &str) -> String {
     let mut out = String::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -793,13 +869,19 @@ fn strip_escapes(text: &str) -> String {
             continue;
         }
         if chars.next_if_eq(&'[').is_some() {
+            let mut last = None;
             for c in chars.by_ref() {
                 if ('\x40'..='\x7e').contains(&c) {
+                    last = Some(c);
                     break;
                 }
             }
+            if last != Some('m') {
+                out.push_str(with);
+            }
         } else {
             chars.next();
+            out.push_str(with);
         }
     }
     out
@@ -854,7 +936,7 @@ async fn ctrl_c_on_a_terminal_asks_before_cancelling() {
             every: Duration::from_millis(200),
         },
     );
-    let mut child = terminal(&env, &["--yes", "install", "plasma"], &[])
+    let mut child = terminal(&env, &["--yes", "install", "plasma"], &[], 100)
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
