@@ -389,13 +389,18 @@ fn classify(e: UnpackError, pkg: &Available, source: &str, seen: u64) -> Error {
                     reason: format!("connection closed after {seen} of {} bytes", pkg.entry.size),
                 };
             }
-            let reason = if error.to_string().contains("memory limit") {
-                format!(
+            // liblzma's own words are terse ("lzma data error"): say what they mean.
+            let raw = error.to_string();
+            let reason = match raw.as_str() {
+                r if r.contains("memory limit") => format!(
                     "the xz stream needs more than {} MiB of memory to decode",
                     XZ_MEMORY_LIMIT >> 20
-                )
-            } else {
-                error.to_string()
+                ),
+                "lzma data error" | "corrupt xz stream" => {
+                    format!("the xz data is damaged or its check does not match ({raw})")
+                }
+                "stream/file format not recognized" => format!("not an xz file ({raw})"),
+                _ => raw,
             };
             Error::CorruptArchive { package, reason }
         }

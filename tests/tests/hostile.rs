@@ -661,7 +661,7 @@ async fn a_corrupt_xz_stream_fails_the_package() {
             &repo,
             "evil-corrupt",
             VERIFICATION,
-            &["evil-corrupt: corrupt archive"],
+            &["evil-corrupt: corrupt archive: the xz data is damaged or its check does not match"],
         )
         .await;
     assert!(!message.contains("sha256 mismatch"), "{message}");
