@@ -103,19 +103,35 @@ pub async fn run(
         .await?;
     let mut done = Vec::new();
     let mut interrupts = std::pin::pin!(interrupts());
-    let mut overall_tick = tokio::time::interval(Duration::from_millis(250));
-    overall_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // On a terminal the overall line follows the transaction's own properties as spkd announces
+    // their changes (PropertiesChanged, kept by a caching proxy): no polling.
+    let watched = if display.has_bars() {
+        Some(
+            TransactionProxy::builder(conn)
+                .path(path.clone())?
+                .build()
+                .await?,
+        )
+    } else {
+        None
+    };
+    let mut overall_changes = match &watched {
+        Some(p) => futures_util::stream::select(
+            p.receive_percentage_changed().await.map(|_| ()),
+            p.receive_bytes_done_changed().await.map(|_| ()),
+        )
+        .boxed(),
+        None => futures_util::stream::pending().boxed(),
+    };
     let finished = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
-            _ = overall_tick.tick(), if display.has_bars() => {
-                // This also notices a daemon that went away (the timeout below never fires
-                // while the ticks keep coming).
-                let p = proxy.percentage().await.map_err(|e| {
-                    Failure::unreachable(format!("spkd went away during the transaction: {e}"))
-                })?;
-                if let (Ok(d), Ok(t)) = (proxy.bytes_done().await, proxy.bytes_total().await) {
-                    display.overall(p, d, t);
+            Some(()) = overall_changes.next() => {
+                if let Some(p) = &watched
+                    && let (Ok(Some(pct)), Ok(Some(done)), Ok(Some(total))) =
+                        (p.cached_percentage(), p.cached_bytes_done(), p.cached_bytes_total())
+                {
+                    display.overall(pct, done, total);
                 }
                 continue;
             }

@@ -322,7 +322,6 @@ impl Engine {
             if !req.options.dry_run {
                 self.record_history(req, started, &result, done);
             }
-            release_memory();
             result
         }
         .instrument(span)
@@ -913,17 +912,6 @@ impl Engine {
     /// Installed packages by name (for history, verify, clients).
     pub fn installed(&self) -> Result<BTreeMap<String, InstalledPackage>> {
         self.db.installed()
-    }
-}
-
-/// Give the memory a transaction used (decoder dictionaries, buffers of the staging threads)
-/// back to the system: glibc keeps freed memory of its per-thread arenas otherwise, and an idle
-/// daemon would hold more than it needs until it exits.
-fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; no pointers are passed.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -2,6 +2,7 @@
 //! given on the command line) and is the only process that writes the target root.
 
 mod bus;
+mod memory;
 mod schedule;
 
 use std::io::IsTerminal;
@@ -47,22 +48,8 @@ struct Args {
     log_level: String,
 }
 
-/// Allocations at least this large get their own mapping, returned to the system when freed.
-/// glibc raises this threshold as large blocks are freed (up to 32 MiB), after which an xz
-/// decoder's dictionary and the staging buffers stay in the heap: an idle spkd would keep its
-/// transaction-time peak (measured: 44–64 MiB after an upgrade instead of ~18 MiB).
-const MMAP_THRESHOLD: i32 = 1 << 20;
-
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of the allocator; called before any other thread runs.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    memory::tune();
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -3,11 +3,10 @@
 //! stream matched the index is the package considered staged, and only then does the tarball
 //! enter the cache under its sha256.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::io::Read;
 
 use async_compression::tokio::bufread::XzDecoder;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
@@ -328,7 +327,9 @@ fn decode(
         let _ = tx.blocking_send(Err(e));
         None
     };
-    let stream = match liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, 0) {
+    // The same decoder as the inline path's (async-compression's: liblzma's auto decoder), so
+    // that what a package may be does not depend on which path it took.
+    let stream = match liblzma::stream::Stream::new_auto_decoder(XZ_MEMORY_LIMIT, 0) {
         Ok(s) => s,
         Err(e) => return fail(e.into()),
     };

@@ -368,26 +368,7 @@ impl<'a> Stager<'a> {
                 format!("{} ends after {written} of {size} bytes", dest.display()),
             )));
         }
-        if written >= EARLY_WRITEBACK_BYTES {
-            start_writeback(&file);
-        }
         Ok(hex::encode(hasher.finalize()))
-    }
-}
-
-/// Files at least this large start their writeback as soon as they are staged.
-const EARLY_WRITEBACK_BYTES: u64 = 64 * 1024;
-
-/// Ask the kernel to start writing `file` to disk now, without waiting. The commit's `syncfs`
-/// must then only wait for what is left, instead of flushing the whole package at once after
-/// decoding ended: disk writes overlap with decoding. Only a hint; errors are ignored (the
-/// `syncfs` reports real ones).
-fn start_writeback(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for
-    // the duration of the call (borrowed from `file`).
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 

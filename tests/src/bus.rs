@@ -40,13 +40,18 @@ impl Bus {
             ),
         )
         .expect("write bus config");
+        Bus::with_config(&config, &dir.join("bus.log"))
+    }
+
+    /// Start `dbus-daemon` with the configuration file `config`, logging to `log`.
+    pub(crate) fn with_config(config: &Path, log: &Path) -> Bus {
         let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .arg("--nofork")
             .arg("--print-address")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(File::create(dir.join("bus.log")).expect("create bus log"))
+            .stderr(File::create(log).expect("create bus log"))
             .spawn()
             .expect("start dbus-daemon (is the dbus-daemon package installed?)");
         let stdout = child.stdout.take().expect("dbus-daemon stdout");
@@ -57,7 +62,8 @@ impl Bus {
         let address = line.trim().to_string();
         assert!(
             address.starts_with("unix:"),
-            "dbus-daemon printed no address (got {line:?})"
+            "dbus-daemon printed no address (got {line:?}); its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         Bus { child, address }
     }
@@ -73,7 +79,7 @@ impl Bus {
             .expect("bus address")
             .build()
             .await
-            .expect("connect to private bus")
+            .expect("connect to the private bus")
     }
 }
 

@@ -194,6 +194,20 @@ impl Env {
         spkctl(&all).await
     }
 
+    /// Start `spkctl --bus ADDR --no-progress --yes ARGS` as a child process (stdin not a
+    /// terminal, output piped), for tests that act while it runs.
+    pub fn spawn_spkctl(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(crate::daemon::binary("spkctl"))
+            .args(["--bus", self.bus.address(), "--no-progress", "--yes"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn spkctl")
+    }
+
     /// Run `spkctl --bus ADDR --no-progress --yes --json ARGS`.
     pub async fn spkctl_json(&self, args: &[&str]) -> CtlOutput {
         let mut all = vec!["--json"];

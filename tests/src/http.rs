@@ -185,6 +185,20 @@ impl HttpServer {
             .count()
     }
 
+    /// Wait (up to 30 s, else panic) until `n` GETs of `path` have arrived: e.g. a download
+    /// is in flight.
+    pub async fn wait_for_gets(&self, path: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.gets(path) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} was requested {} times, not {n}, within 30 s",
+                self.gets(path)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Paths of all GET requests for tarballs (`*.tar.xz`), in order, with repeats.
     pub fn tarball_gets(&self) -> Vec<String> {
         lock(&self.shared.log)

@@ -10,12 +10,11 @@
 //! The socket and the directory holding it are open to every user, so a test can use the bus
 //! as `nobody` ([`as_nobody`]). The daemon is killed when the [`SystemBus`] is dropped.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::bus::Bus;
 use crate::daemon::{binary, workspace_root};
 
 /// The uid and gid of `nobody`, the unprivileged caller of the policy tests.
@@ -23,8 +22,7 @@ pub const NOBODY: u32 = 65534;
 
 /// A running system-like message bus.
 pub struct SystemBus {
-    child: Child,
-    address: String,
+    bus: Bus,
     log: PathBuf,
 }
 
@@ -82,56 +80,25 @@ impl SystemBus {
         )
         .expect("write system bus config");
         let log = dir.join("system-bus.log");
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .arg("--nofork")
-            .arg("--print-address")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).expect("create bus log"))
-            .spawn()
-            .expect("start dbus-daemon (is the dbus-daemon package installed?)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("dbus-daemon stdout"))
-            .read_line(&mut line)
-            .expect("read dbus-daemon address");
-        let address = line.trim().to_string();
-        assert!(
-            address.starts_with("unix:"),
-            "dbus-daemon printed no address (got {line:?}); its log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
         SystemBus {
-            child,
-            address,
+            bus: Bus::with_config(&config, &log),
             log,
         }
     }
 
     /// The bus address.
     pub fn address(&self) -> &str {
-        &self.address
+        self.bus.address()
+    }
+
+    /// A new client connection (as the test's own user, root).
+    pub async fn connect(&self) -> zbus::Connection {
+        self.bus.connect().await
     }
 
     /// What dbus-daemon logged (activations, rejected messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
-    }
-
-    /// A new client connection (as the test's own user, root).
-    pub async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .expect("bus address")
-            .build()
-            .await
-            .expect("connect to the system-like bus")
-    }
-}
-
-impl Drop for SystemBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

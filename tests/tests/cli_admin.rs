@@ -38,31 +38,6 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// Wait until the server has seen `n` GETs of `path`.
-async fn gets_reach(server: &HttpServer, path: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while server.gets(path) < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} was not requested"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `spkctl --bus ADDR --no-progress --yes ARGS` as a child process (stdin not a terminal).
-fn spawn_spkctl(env: &Env, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(binary("spkctl"))
-        .args(["--bus", env.bus.address(), "--no-progress", "--yes"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn spkctl")
-}
-
 /// Processes named spkd whose command line mentions `root`.
 fn spkd_processes_for(root: &Path) -> Vec<String> {
     let root = root.to_string_lossy().into_owned();
@@ -174,8 +149,8 @@ async fn monitor_follows_a_transaction_started_by_another_client() {
 
     env.server
         .set_fault_times(PLASMA_TARBALL, Fault::Stall(Duration::from_secs(3)), 1);
-    let installing = spawn_spkctl(&env, &["install", "plasma"]);
-    gets_reach(&env.server, PLASMA_TARBALL, 1).await;
+    let installing = env.spawn_spkctl(&["install", "plasma"]);
+    env.server.wait_for_gets(PLASMA_TARBALL, 1).await;
     let path = env
         .client()
         .await
@@ -683,6 +658,18 @@ fn terminal(env: &Env, args: &[&str], vars: &[(&str, &str)], cols: u16) -> tokio
     command
 }
 
+/// A mirror slow enough (160 KiB/s, 1.6 s for plasma) that progress is drawn mid-download.
+fn slow_mirror_for_bars(env: &Env) {
+    env.server.set_fault_times(
+        PLASMA_TARBALL,
+        Fault::Throttle {
+            chunk: 16 * 1024,
+            every: Duration::from_millis(100),
+        },
+        1,
+    );
+}
+
 /// Run spkctl on a 100-column terminal, typing `typed`, to its end.
 async fn on_terminal(env: &Env, args: &[&str], typed: &str, vars: &[(&str, &str)]) -> TermRun {
     on_terminal_sized(env, args, typed, vars, 100).await
@@ -749,15 +736,7 @@ async fn answering_yes_at_the_prompt_installs() {
 #[tokio::test]
 async fn a_terminal_shows_progress_and_one_summary_line() {
     let env = Env::new(&Repo::new().with(plasma("1"))).await;
-    // A mirror slow enough (160 KiB/s, 1.6 s) that the bars are drawn mid-download.
-    env.server.set_fault_times(
-        PLASMA_TARBALL,
-        Fault::Throttle {
-            chunk: 16 * 1024,
-            every: Duration::from_millis(100),
-        },
-        1,
-    );
+    slow_mirror_for_bars(&env);
 
     let run = on_terminal(&env, &["--yes", "install", "plasma"], "", &[]).await;
 
@@ -802,14 +781,7 @@ async fn a_terminal_shows_progress_and_one_summary_line() {
 #[tokio::test]
 async fn a_narrow_terminal_gets_progress_lines_that_fit() {
     let env = Env::new(&Repo::new().with(plasma("1"))).await;
-    env.server.set_fault_times(
-        PLASMA_TARBALL,
-        Fault::Throttle {
-            chunk: 16 * 1024,
-            every: Duration::from_millis(100),
-        },
-        1,
-    );
+    slow_mirror_for_bars(&env);
 
     let run = on_terminal_sized(&env, &["--yes", "install", "plasma"], "", &[], 50).await;
 

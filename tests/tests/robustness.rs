@@ -3,11 +3,9 @@
 //! arguments. The root stays whole and spkd keeps serving.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use spk_tests::client::{MANAGER, MANAGER_PATH, TRANSACTION, TRANSACTION_TIMEOUT};
-use spk_tests::daemon::binary;
 use spk_tests::repo::noise;
 use spk_tests::{Env, Fault, Package, Repo};
 use tokio::io::AsyncReadExt;
@@ -26,31 +24,6 @@ fn plasma(version: &str, payload: usize) -> Package {
         )
 }
 
-/// Wait until the server has seen a GET of the tarball: the download is in flight.
-async fn download_started(env: &Env) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.server.gets(TARBALL) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "spkd never requested {TARBALL}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `spkctl --bus ADDR --no-progress --yes ARGS` as a child process, stdin not a terminal.
-fn spawn_spkctl(env: &Env, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(binary("spkctl"))
-        .args(["--bus", env.bus.address(), "--no-progress", "--yes"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn spkctl")
-}
-
 #[tokio::test]
 async fn cancelling_an_upgrade_mid_download_keeps_the_old_version() {
     let env = Env::new(&Repo::new().with(plasma("1", 1024))).await;
@@ -63,7 +36,7 @@ async fn cancelling_an_upgrade_mid_download_keeps_the_old_version() {
     let mut watch = client.watch().await;
 
     let path = client.upgrade(&[], HashMap::new()).await.unwrap();
-    download_started(&env).await;
+    env.server.wait_for_gets(TARBALL, 1).await;
     let asked = std::time::Instant::now();
     client
         .call(path.as_str(), TRANSACTION, "Cancel", &())
@@ -97,8 +70,8 @@ async fn spkctl_cancel_stops_a_transaction_started_elsewhere() {
     env.server
         .set_fault(TARBALL, Fault::Stall(Duration::from_secs(60)));
     let before = env.snapshot();
-    let installing = spawn_spkctl(&env, &["--json", "install", "plasma"]);
-    download_started(&env).await;
+    let installing = env.spawn_spkctl(&["--json", "install", "plasma"]);
+    env.server.wait_for_gets(TARBALL, 1).await;
     let client = env.client().await;
     let path = client.transactions().await.pop().expect("a transaction");
     let number = path.as_str().rsplit('/').next().unwrap().to_string();
@@ -139,7 +112,7 @@ async fn ctrl_c_in_a_script_cancels_the_running_install() {
         },
     );
     let before = env.snapshot();
-    let mut installing = spawn_spkctl(&env, &["install", "plasma"]);
+    let mut installing = env.spawn_spkctl(&["install", "plasma"]);
     let mut stdout = installing.stdout.take().unwrap();
     // spkctl prints the download's first progress once it follows the transaction (and so
     // has its Ctrl-C handler in place).
@@ -155,13 +128,7 @@ async fn ctrl_c_in_a_script_cancels_the_running_install() {
         shown.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     // "downloading" is announced as the request goes out: wait until the server has it.
-    while env.server.gets(TARBALL) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the tarball was never requested"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.server.wait_for_gets(TARBALL, 1).await;
 
     // stdin is not a terminal: SIGINT cancels at once, without asking.
     let pid = rustix::process::Pid::from_raw(installing.id().unwrap() as i32).unwrap();
@@ -200,8 +167,8 @@ async fn a_client_that_goes_away_does_not_stop_its_transaction() {
         .set_fault_times(TARBALL, Fault::Stall(Duration::from_secs(2)), 1);
     let client = env.client().await;
     let mut watch = client.watch().await;
-    let mut installing = spawn_spkctl(&env, &["install", "plasma"]);
-    download_started(&env).await;
+    let mut installing = env.spawn_spkctl(&["install", "plasma"]);
+    env.server.wait_for_gets(TARBALL, 1).await;
     let path = client.transactions().await.pop().expect("a transaction");
 
     installing.kill().await.expect("kill spkctl");

@@ -162,6 +162,7 @@ pub async fn run(
         async move {
             let result = engine.run(&req, &reporter, &cancel).await;
             drop(reporter);
+            crate::memory::release();
             result
         }
     });
