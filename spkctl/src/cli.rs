@@ -50,9 +50,14 @@ pub struct ChangeOptions {
     /// Show what would happen, change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Take over files that another installed package owns
+    /// Take over files that another installed package owns (and files of none, as --adopt)
     #[arg(long)]
     pub force_overwrite: bool,
+    /// Take over files already on disk that no package owns (a system installed by the old
+    /// spk); a changed file under /etc is kept and the package's version written beside it as
+    /// FILE.spknew
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +103,8 @@ pub enum Command {
         package: String,
     },
     /// Check installed files against their recorded type, mode and sha256 (all packages by
-    /// default); exit 1 when anything differs
+    /// default); exit 1 when anything differs (configuration files changed locally are shown
+    /// but are not damage)
     Verify {
         #[arg(value_name = "PKG")]
         packages: Vec<String>,
@@ -115,6 +121,12 @@ pub enum Command {
     Cancel {
         #[arg(value_name = "ID")]
         id: Option<String>,
+    },
+    /// Delete cached package files, except those of the installed versions
+    Clean {
+        /// Delete every cached package file, the installed versions' too
+        #[arg(long)]
+        all: bool,
     },
     /// Versions, root, sources, this machine, credits
     About,

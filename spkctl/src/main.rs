@@ -60,6 +60,9 @@ fn options(o: &ChangeOptions) -> HashMap<&'static str, Value<'static>> {
     if o.force_overwrite {
         map.insert("force", Value::from(true));
     }
+    if o.adopt {
+        map.insert("adopt", Value::from(true));
+    }
     map
 }
 
@@ -121,6 +124,7 @@ async fn dispatch(
                 download_only: false,
                 dry_run: *dry_run,
                 force_overwrite: false,
+                adopt: false,
             },
         ),
         Command::Check => return check(conn, manager, g.json, &mut display).await,
@@ -145,6 +149,7 @@ async fn dispatch(
         Command::History { limit } => return history::history(manager, *limit, g.json).await,
         Command::Monitor => return monitor::monitor(conn, manager, g.json, &mut display).await,
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
+        Command::Clean { all } => return clean(manager, *all, g.json).await,
         Command::About => return about::about(manager, g.json).await,
         Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
     };
@@ -170,8 +175,13 @@ async fn dispatch(
     let ended = transaction::run(conn, manager, kind, names, opts, &mut display).await?;
     if g.json {
         println!("{}", ended.json());
-    } else if ended.succeeded() {
-        println!("{}", transaction::summary(kind, &ended));
+    } else {
+        if ended.succeeded() {
+            println!("{}", transaction::summary(kind, &ended));
+        }
+        for (package, _, _, message) in &ended.notices {
+            println!("note: {package}: {message}");
+        }
     }
     if ended.succeeded() {
         Ok(0)
@@ -335,22 +345,52 @@ async fn verify(
 ) -> Result<u8, Failure> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let problems = manager.verify(&names).await?;
+    // A configuration file the admin edited is expected, not damage.
+    let damaged = problems
+        .iter()
+        .filter(|(_, _, kind, _)| kind != "config")
+        .count();
     if json {
         let list: Vec<serde_json::Value> = problems
             .iter()
-            .map(|(p, f, what)| serde_json::json!({"package": p, "path": f, "problem": what}))
+            .map(|(p, f, kind, what)| {
+                serde_json::json!({"package": p, "path": f, "kind": kind, "problem": what})
+            })
             .collect();
         println!("{}", serde_json::Value::Array(list));
-    } else if problems.is_empty() {
-        println!("All installed files match their packages.");
     } else {
-        for (package, path, problem) in &problems {
+        for (package, path, _, problem) in &problems {
             println!("{package}: /{path}: {problem}");
         }
-        eprintln!(
-            "error: {} file(s) differ from their packages",
-            problems.len()
+        let configs = problems.len() - damaged;
+        if damaged > 0 {
+            eprintln!("error: {damaged} file(s) differ from their packages");
+        } else if configs > 0 {
+            println!(
+                "All installed files match their packages, except {configs} configuration \
+                 file(s) changed locally."
+            );
+        } else {
+            println!("All installed files match their packages.");
+        }
+    }
+    Ok(if damaged == 0 { 0 } else { 1 })
+}
+
+async fn clean(manager: &proxy::ManagerProxy<'_>, all: bool, json: bool) -> Result<u8, Failure> {
+    let mut options = HashMap::new();
+    if all {
+        options.insert("all", Value::from(true));
+    }
+    let (files, bytes) = manager.clean(options).await?;
+    if json {
+        println!("{}", serde_json::json!({"files": files, "bytes": bytes}));
+    } else {
+        println!(
+            "Removed {files} cached file{} ({}).",
+            if files == 1 { "" } else { "s" },
+            display::human_bytes(bytes)
         );
     }
-    Ok(if problems.is_empty() { 0 } else { 1 })
+    Ok(0)
 }

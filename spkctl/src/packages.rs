@@ -121,6 +121,9 @@ pub fn info_text(p: &Json) -> String {
     field("Name:", text(p, "name").to_owned());
     field("Kind:", or_dash(text(p, "kind")));
     field("State:", text(p, "state").to_owned());
+    if !text(p, "problem").is_empty() {
+        field("Problem:", text(p, "problem").to_owned());
+    }
     field("Installed:", or_dash(text(p, "installed-version")));
     field("Available:", or_dash(text(p, "available-version")));
     field("Download size:", human_bytes(number(p, "size")));

@@ -38,7 +38,9 @@ pub trait Manager {
         names: &[&str],
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<Vec<(String, String, String, String, u64, u64)>>;
-    fn verify(&self, names: &[&str]) -> zbus::Result<Vec<(String, String, String)>>;
+    #[allow(clippy::type_complexity)]
+    fn verify(&self, names: &[&str]) -> zbus::Result<Vec<(String, String, String, String)>>;
+    fn clean(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<(u32, u64)>;
     fn get_history(&self, limit: u32) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
     fn get_repositories(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
 
@@ -81,4 +83,7 @@ pub trait Transaction {
     fn current_package(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn requester(&self) -> zbus::Result<u32>;
+    #[allow(clippy::type_complexity)]
+    #[zbus(property)]
+    fn notices(&self) -> zbus::Result<Vec<(String, String, String, String)>>;
 }

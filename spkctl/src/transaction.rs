@@ -49,6 +49,8 @@ pub struct Ended {
     pub error_name: String,
     pub error_message: String,
     pub done: Vec<(String, String)>,
+    /// (package, kind, path, message) of each Notice.
+    pub notices: Vec<(String, String, String, String)>,
     pub bytes: u64,
     pub elapsed: Duration,
 }
@@ -61,6 +63,7 @@ impl Ended {
             "error-name": self.error_name,
             "error-message": self.error_message,
             "packages": self.done.iter().map(|(n, v)| serde_json::json!({"name": n, "version": v})).collect::<Vec<_>>(),
+            "notices": self.notices.iter().map(|(p, k, f, m)| serde_json::json!({"package": p, "kind": k, "path": f, "message": m})).collect::<Vec<_>>(),
         })
     }
 
@@ -102,6 +105,7 @@ pub async fn run(
         .build()
         .await?;
     let mut done = Vec::new();
+    let mut notices = Vec::new();
     let mut interrupts = std::pin::pin!(interrupts());
     // On a terminal the overall line follows the transaction's own properties as spkd announces
     // their changes (PropertiesChanged, kept by a caching proxy): no polling.
@@ -176,6 +180,11 @@ pub async fn run(
                     done.push((name, version));
                 }
             }
+            "Notice" => {
+                if let Ok(n) = body.deserialize::<(String, String, String, String)>() {
+                    notices.push(n);
+                }
+            }
             "Finished" => {
                 if let Ok(f) = body.deserialize::<(String, String, String)>() {
                     break f;
@@ -192,6 +201,7 @@ pub async fn run(
         error_name: finished.1,
         error_message: finished.2,
         done,
+        notices,
         bytes,
         elapsed: started.elapsed(),
     })

@@ -38,6 +38,10 @@ pub struct Config {
     /// `check_interval` says (default 3600), so a fleet stays cheap for the mirror.
     #[serde(default = "default_min_check_interval")]
     pub min_check_interval: u64,
+    /// Tarballs kept in `var/cache/spk` per package: the installed version's and the ones
+    /// before it, up to this many (default 2; 0 keeps none).
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: usize,
 }
 
 /// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
@@ -129,6 +133,9 @@ fn default_check_interval() -> u64 {
 fn default_min_check_interval() -> u64 {
     3600
 }
+fn default_keep_versions() -> usize {
+    2
+}
 fn default_retries() -> u32 {
     3
 }
@@ -147,6 +154,7 @@ impl Default for Config {
             allow_unverified: false,
             check_interval: default_check_interval(),
             min_check_interval: default_min_check_interval(),
+            keep_versions: default_keep_versions(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The package database (redb): installed packages with their manifests, which package owns
-//! which path, the commit journal, and small metadata (cached indexes, last refresh). Every
+//! which path, which directories packages list (and which spk created), the commit journal, and small metadata (cached indexes, last refresh). Every
 //! change is one ACID redb transaction; after each, a plain-text JSON dump of the installed state
 //! is rewritten beside it, from which the database can be rebuilt by hand.
 
@@ -15,6 +15,8 @@ use crate::manifest::{FileKind, FileRecord};
 
 const PACKAGES: TableDefinition<&str, &str> = TableDefinition::new("packages");
 const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
+/// Directories packages list: canonical path → [`DirInfo`] as JSON.
+const DIRS: TableDefinition<&str, &str> = TableDefinition::new("dirs");
 const JOURNAL: TableDefinition<&str, &str> = TableDefinition::new("journal");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const HISTORY: TableDefinition<u64, &str> = TableDefinition::new("history");
@@ -33,6 +35,10 @@ pub struct InstalledPackage {
     /// Unix seconds.
     pub installed_at: u64,
     pub files: Vec<FileRecord>,
+    /// Why the package is broken (an interrupted commit that could be neither finished nor
+    /// undone); a reinstall repairs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 /// One modifying transaction as `spkctl history` shows it.
@@ -53,30 +59,18 @@ pub struct HistoryEntry {
     pub error: String,
     /// What changed on disk (also for a transaction that failed after some commits).
     pub changes: Vec<crate::engine::Change>,
+    /// What the admin was told (kept configuration files…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::notice::Notice>,
 }
 
-/// A commit in progress, written durably before the first rename so that start-up recovery can
-/// finish it (roll forward): the live root then holds wholly the new version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub enum Intent {
-    Install {
-        staging: PathBuf,
-        package: InstalledPackage,
-        /// Files of the previous version that the new one no longer ships.
-        dropped: Vec<FileRecord>,
-    },
-    Remove {
-        package: InstalledPackage,
-    },
-}
-
-impl Intent {
-    pub fn package_name(&self) -> &str {
-        match self {
-            Intent::Install { package, .. } | Intent::Remove { package } => &package.name,
-        }
-    }
+/// What spk knows of a directory of the root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirInfo {
+    /// spk created it (so it may remove it again once empty and unneeded).
+    pub created: bool,
+    /// Installed packages listing it.
+    pub users: Vec<String>,
 }
 
 pub struct Database {
@@ -95,6 +89,12 @@ fn parse<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T> {
 /// Memory redb may use to cache pages of the database.
 const DB_CACHE_BYTES: usize = 4 << 20;
 
+/// Version of the tables' meaning. 2: paths are canonical (as the root resolves them) and
+/// directories are tracked in `dirs`.
+const SCHEMA: u64 = 2;
+const SCHEMA_KEY: &str = "schema";
+const NEXT_TX: &str = "next-tx";
+
 impl Database {
     /// Open (or create) the database at `dir/packages.redb`.
     pub fn open(dir: &Path) -> Result<Database> {
@@ -108,6 +108,7 @@ impl Database {
         let txn = db.begin_write()?;
         txn.open_table(PACKAGES)?;
         txn.open_table(OWNERS)?;
+        txn.open_table(DIRS)?;
         txn.open_table(JOURNAL)?;
         txn.open_table(META)?;
         txn.open_table(HISTORY)?;
@@ -116,6 +117,73 @@ impl Database {
             db,
             dump_path: dir.join("installed.json"),
         })
+    }
+
+    /// Whether the database predates canonical paths and directory tracking (then
+    /// [`Database::rebuild`] converts it).
+    pub fn needs_rebuild(&self) -> Result<bool> {
+        let schema = self
+            .meta(SCHEMA_KEY)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes);
+        if schema == Some(SCHEMA) {
+            return Ok(false);
+        }
+        if self.installed()?.is_empty() {
+            self.set_meta(SCHEMA_KEY, &SCHEMA.to_le_bytes())?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Replace every package record, and rebuild owners and directories from them (directories
+    /// of unknown origin count as not created by spk: never removed).
+    pub fn rebuild(&self, packages: &BTreeMap<String, InstalledPackage>) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            txn.delete_table(OWNERS)?;
+            txn.delete_table(DIRS)?;
+            let mut table = txn.open_table(PACKAGES)?;
+            let mut owners = txn.open_table(OWNERS)?;
+            let mut dirs = txn.open_table(DIRS)?;
+            for (name, package) in packages {
+                table.insert(name.as_str(), json(package)?.as_str())?;
+                for r in &package.files {
+                    if r.is_dir() {
+                        let mut info: DirInfo = match dirs.get(r.path.as_str())? {
+                            Some(v) => parse(v.value())?,
+                            None => DirInfo::default(),
+                        };
+                        if !info.users.contains(name) {
+                            info.users.push(name.clone());
+                        }
+                        dirs.insert(r.path.as_str(), json(&info)?.as_str())?;
+                    } else {
+                        owners.insert(r.path.as_str(), name.as_str())?;
+                    }
+                }
+            }
+            txn.open_table(META)?
+                .insert(SCHEMA_KEY, SCHEMA.to_le_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A new transaction number (never reused: it names staging areas).
+    pub fn next_tx(&self) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let id;
+        {
+            let mut meta = txn.open_table(META)?;
+            id = meta
+                .get(NEXT_TX)?
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                .map_or(1, u64::from_le_bytes);
+            meta.insert(NEXT_TX, (id + 1).to_le_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(id)
     }
 
     pub fn installed(&self) -> Result<BTreeMap<String, InstalledPackage>> {
@@ -135,26 +203,17 @@ impl Database {
         table.get(name)?.map(|v| parse(v.value())).transpose()
     }
 
-    /// Paths among `records` that another installed package owns: `(path, owner)`.
-    pub fn conflicts(
-        &self,
-        package: &str,
-        records: &[FileRecord],
-    ) -> Result<Vec<(String, String)>> {
+    /// Who owns what, as of now (a consistent snapshot).
+    pub fn ownership(&self) -> Result<Ownership> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(OWNERS)?;
-        let mut out = Vec::new();
-        for r in records.iter().filter(|r| !r.is_dir()) {
-            if let Some(owner) = table.get(r.path.as_str())?
-                && owner.value() != package
-            {
-                out.push((r.path.clone(), owner.value().to_owned()));
-            }
-        }
-        Ok(out)
+        Ok(Ownership {
+            owners: txn.open_table(OWNERS)?,
+            dirs: txn.open_table(DIRS)?,
+        })
     }
 
-    pub fn journal(&self) -> Result<Vec<Intent>> {
+    /// The journal: commits in progress, by package.
+    pub fn journal<T: for<'de> Deserialize<'de>>(&self) -> Result<Vec<T>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(JOURNAL)?;
         let mut out = Vec::new();
@@ -164,65 +223,115 @@ impl Database {
         Ok(out)
     }
 
-    /// Durably note a commit about to start.
-    pub fn begin(&self, intent: &Intent) -> Result<()> {
+    /// Durably note `name`'s commit about to start (or moving to its next phase).
+    pub fn begin<T: Serialize>(&self, name: &str, entry: &T) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(JOURNAL)?
-            .insert(intent.package_name(), json(intent)?.as_str())?;
+            .insert(name, json(entry)?.as_str())?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Record the outcome of a finished commit and drop its journal entry, atomically.
-    pub fn complete(&self, intent: &Intent) -> Result<()> {
+    /// Record the outcome of a commit whose steps all ran, atomically with replacing its
+    /// journal entry by `next` (its cleanup phase).
+    pub fn complete<T: Serialize>(&self, change: &Recorded<'_>, next: &T) -> Result<()> {
+        let name = change.name;
         let txn = self.db.begin_write()?;
         {
             let mut packages = txn.open_table(PACKAGES)?;
             let mut owners = txn.open_table(OWNERS)?;
-            match intent {
-                Intent::Install {
-                    package, dropped, ..
-                } => {
-                    for r in dropped.iter().filter(|r| !r.is_dir()) {
-                        remove_owner(&mut owners, &r.path, &package.name)?;
-                    }
-                    // Paths taken over from another package (forced): it no longer has them.
-                    let mut taken: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                    for r in package.files.iter().filter(|r| !r.is_dir()) {
-                        let previous = owners
-                            .insert(r.path.as_str(), package.name.as_str())?
-                            .map(|o| o.value().to_owned());
-                        if let Some(previous) = previous.filter(|p| p != &package.name) {
-                            taken.entry(previous).or_default().push(r.path.clone());
-                        }
-                    }
-                    for (owner, paths) in taken {
-                        let record = packages.get(owner.as_str())?.map(|v| v.value().to_owned());
-                        if let Some(record) = record {
-                            let mut other: InstalledPackage = parse(&record)?;
-                            other.files.retain(|f| !paths.contains(&f.path));
-                            packages.insert(owner.as_str(), json(&other)?.as_str())?;
-                        }
-                    }
-                    packages.insert(package.name.as_str(), json(package)?.as_str())?;
-                }
-                Intent::Remove { package } => {
-                    for r in package.files.iter().filter(|r| !r.is_dir()) {
-                        remove_owner(&mut owners, &r.path, &package.name)?;
-                    }
-                    packages.remove(package.name.as_str())?;
+            let mut dirs = txn.open_table(DIRS)?;
+            for r in change.gone {
+                if r.is_dir() {
+                    leave_dir(&mut dirs, &r.path, name)?;
+                } else {
+                    remove_owner(&mut owners, &r.path, name)?;
                 }
             }
-            txn.open_table(JOURNAL)?.remove(intent.package_name())?;
+            let kept: &[FileRecord] = change.package.map_or(&[], |p| &p.files);
+            // Paths taken over from another package (forced): it no longer has them.
+            let mut taken: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for r in kept {
+                if r.is_dir() {
+                    let mut info: DirInfo = match dirs.get(r.path.as_str())? {
+                        Some(v) => parse(v.value())?,
+                        None => DirInfo::default(),
+                    };
+                    info.created |= change.created.contains(&r.path);
+                    if !info.users.iter().any(|u| u == name) {
+                        info.users.push(name.to_owned());
+                    }
+                    dirs.insert(r.path.as_str(), json(&info)?.as_str())?;
+                    continue;
+                }
+                let previous = owners
+                    .insert(r.path.as_str(), name)?
+                    .map(|o| o.value().to_owned());
+                if let Some(previous) = previous.filter(|p| p != name) {
+                    taken.entry(previous).or_default().push(r.path.clone());
+                }
+            }
+            for (owner, paths) in taken {
+                let record = packages.get(owner.as_str())?.map(|v| v.value().to_owned());
+                if let Some(record) = record {
+                    let mut other: InstalledPackage = parse(&record)?;
+                    other.files.retain(|f| !paths.contains(&f.path));
+                    packages.insert(owner.as_str(), json(&other)?.as_str())?;
+                }
+            }
+            match change.package {
+                Some(package) => {
+                    packages.insert(name, json(package)?.as_str())?;
+                }
+                None => {
+                    packages.remove(name)?;
+                }
+            }
+            txn.open_table(JOURNAL)?
+                .insert(name, json(next)?.as_str())?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    /// Forget a journal entry whose commit never started touching the root.
-    pub fn abandon(&self, name: &str) -> Result<()> {
+    /// The commit of `name` is over: drop its journal entry, and the entries of the
+    /// directories its cleanup removed.
+    pub fn finish(&self, name: &str, removed_dirs: &[String]) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(JOURNAL)?.remove(name)?;
+        {
+            let mut dirs = txn.open_table(DIRS)?;
+            for d in removed_dirs {
+                dirs.remove(d.as_str())?;
+            }
+            txn.open_table(JOURNAL)?.remove(name)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forget a journal entry (its commit was undone, or never touched the root).
+    pub fn abandon(&self, name: &str) -> Result<()> {
+        self.finish(name, &[])
+    }
+
+    /// An interrupted commit could be neither finished nor undone: record `package` (the
+    /// version most of the disk holds) as broken, with why, and drop the journal entry. A
+    /// reinstall repairs it.
+    pub fn mark_broken(&self, package: &InstalledPackage, reason: &str) -> Result<()> {
+        let mut record = package.clone();
+        record.broken = Some(reason.to_owned());
+        let txn = self.db.begin_write()?;
+        {
+            let mut owners = txn.open_table(OWNERS)?;
+            for r in record.files.iter().filter(|r| !r.is_dir()) {
+                if owners.get(r.path.as_str())?.is_none() {
+                    owners.insert(r.path.as_str(), record.name.as_str())?;
+                }
+            }
+            txn.open_table(PACKAGES)?
+                .insert(record.name.as_str(), json(&record)?.as_str())?;
+            txn.open_table(JOURNAL)?.remove(record.name.as_str())?;
+        }
         txn.commit()?;
         Ok(())
     }
@@ -258,6 +367,21 @@ impl Database {
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// Every metadata entry whose key starts with `prefix`.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let mut out = Vec::new();
+        for row in table.range(prefix..)? {
+            let (k, v) = row?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?.insert(key, value)?;
@@ -277,6 +401,46 @@ impl Database {
     }
 }
 
+/// Who owns what, as the database says.
+pub trait Owners {
+    /// The package owning the file or symlink `path`.
+    fn file_owner(&self, path: &str) -> Result<Option<String>>;
+    /// What spk knows of the directory `path`: whether it created it, which packages list it.
+    fn dir(&self, path: &str) -> Result<Option<DirInfo>>;
+
+    /// The packages listing the directory `path`.
+    fn dir_users(&self, path: &str) -> Result<Vec<String>> {
+        Ok(self.dir(path)?.map(|d| d.users).unwrap_or_default())
+    }
+}
+
+/// What a finished commit changes in the records.
+pub struct Recorded<'a> {
+    pub name: &'a str,
+    /// The new record; `None` for a removal.
+    pub package: Option<&'a InstalledPackage>,
+    /// Records the package no longer has.
+    pub gone: &'a [FileRecord],
+    /// Directories the commit created.
+    pub created: &'a [String],
+}
+
+/// A read-only view of who owns which path.
+pub struct Ownership {
+    owners: redb::ReadOnlyTable<&'static str, &'static str>,
+    dirs: redb::ReadOnlyTable<&'static str, &'static str>,
+}
+
+impl Owners for Ownership {
+    fn file_owner(&self, path: &str) -> Result<Option<String>> {
+        Ok(self.owners.get(path)?.map(|v| v.value().to_owned()))
+    }
+
+    fn dir(&self, path: &str) -> Result<Option<DirInfo>> {
+        self.dirs.get(path)?.map(|v| parse(v.value())).transpose()
+    }
+}
+
 /// Drop `path`'s owner entry only if `package` still owns it (a forced overwrite may have
 /// given it to another package since).
 fn remove_owner(owners: &mut redb::Table<&str, &str>, path: &str, package: &str) -> Result<()> {
@@ -287,13 +451,23 @@ fn remove_owner(owners: &mut redb::Table<&str, &str>, path: &str, package: &str)
     Ok(())
 }
 
-/// Files of `old` that `new` no longer ships (what an upgrade must delete).
-pub fn dropped_files(old: &[FileRecord], new: &[FileRecord]) -> Vec<FileRecord> {
-    let keep: std::collections::HashSet<&str> = new.iter().map(|r| r.path.as_str()).collect();
-    old.iter()
-        .filter(|r| !keep.contains(r.path.as_str()))
-        .cloned()
-        .collect()
+/// `package` no longer lists the directory `path`; an entry with no users that spk did not
+/// create goes.
+fn leave_dir(dirs: &mut redb::Table<&str, &str>, path: &str, package: &str) -> Result<()> {
+    let Some(mut info) = dirs
+        .get(path)?
+        .map(|v| parse::<DirInfo>(v.value()))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    info.users.retain(|u| u != package);
+    if info.users.is_empty() && !info.created {
+        dirs.remove(path)?;
+    } else {
+        dirs.insert(path, json(&info)?.as_str())?;
+    }
+    Ok(())
 }
 
 /// Count of regular files and symlinks (what `info` shows as the package's files).
@@ -302,24 +476,4 @@ pub fn file_count(files: &[FileRecord]) -> usize {
         .iter()
         .filter(|r| !matches!(r.kind, FileKind::Dir))
         .count()
-}
-
-impl Database {
-    /// The records among `records` that `package` still owns (directories always count: they
-    /// are removed only when empty).
-    pub fn owned_by(&self, package: &str, records: &[FileRecord]) -> Result<Vec<FileRecord>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(OWNERS)?;
-        let mut out = Vec::new();
-        for r in records {
-            let mine = r.is_dir()
-                || table
-                    .get(r.path.as_str())?
-                    .is_none_or(|o| o.value() == package);
-            if mine {
-                out.push(r.clone());
-            }
-        }
-        Ok(out)
-    }
 }

@@ -12,14 +12,19 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::cache::{self, Cache};
 use crate::catalog::{Available, Catalog, Refused, RepoSnapshot};
-use crate::commit;
+use crate::commit::committer::{self, Committer};
+use crate::commit::plan::{self as commit_plan, Plan};
 use crate::config::Config;
-use crate::db::{self, Database, HistoryEntry, InstalledPackage, Intent};
+use crate::db::{self, Database, HistoryEntry, InstalledPackage};
 use crate::error::{Error, Result};
 use crate::index::check_package_name;
 use crate::layout::Layout;
+use crate::live::Live;
 use crate::manifest::{FileRecord, sort_for_commit};
+use crate::mounts::{self, MountTable};
+use crate::notice::Notice;
 use crate::progress::{Reporter, Stage, TxState};
 use crate::signature::{self, Keyring};
 use crate::source;
@@ -54,8 +59,10 @@ pub struct Options {
     pub reinstall: bool,
     pub download_only: bool,
     pub dry_run: bool,
-    /// Take over files owned by another package.
+    /// Take over files owned by another package (and files of none, like `adopt`).
     pub force: bool,
+    /// Take over files on disk that no package owns (a system installed by the old tool).
+    pub adopt: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +81,8 @@ pub struct Outcome {
     pub changed: Vec<Change>,
     /// After a refresh: names with an update available.
     pub updates: Vec<String>,
+    /// What the admin should know (kept configuration files, mount points left alone).
+    pub notices: Vec<Notice>,
 }
 
 /// What a transaction (would) do to one package.
@@ -117,6 +126,8 @@ pub struct PackageInfo {
     pub repo: String,
     pub verified_by: String,
     pub files: u64,
+    /// Why the package is broken (state `broken`), else empty.
+    pub problem: String,
 }
 
 struct Planned {
@@ -127,6 +138,25 @@ struct Planned {
 struct Staged {
     planned: Planned,
     files: Vec<FileRecord>,
+}
+
+/// One running modifying transaction: its number, its progress and what it did so far.
+struct Work<'a> {
+    tx: u64,
+    reporter: &'a Reporter,
+    cancel: &'a CancellationToken,
+    done: &'a mut Vec<Change>,
+    notices: &'a mut Vec<Notice>,
+}
+
+impl Work<'_> {
+    fn notice_all(&mut self, notices: Vec<Notice>) {
+        for n in notices {
+            tracing::info!(package = %n.package, path = %n.path, kind = n.kind.as_str(), "{}", n.message);
+            self.reporter.notice(n.clone());
+            self.notices.push(n);
+        }
+    }
 }
 
 /// Everything one package's staging task owns.
@@ -172,6 +202,8 @@ impl StageJob {
 
 pub struct Engine {
     layout: Layout,
+    /// `var/lib/spk/staging` as the root resolves it (relative to the root).
+    staging: String,
     config: Config,
     db: Database,
     http: reqwest::Client,
@@ -217,8 +249,13 @@ impl Engine {
                 }
             }
         }
+        let staging = Live::open(root)
+            .ok()
+            .and_then(|mut live| live.dir(crate::layout::STAGING).ok())
+            .map_or_else(|| crate::layout::STAGING.to_owned(), |d| d.path);
         let engine = Engine {
             layout,
+            staging,
             config,
             db,
             http,
@@ -226,8 +263,34 @@ impl Engine {
             modify: tokio::sync::Mutex::new(()),
             refreshing: tokio::sync::Mutex::new(()),
         };
+        engine.convert_database()?;
         engine.recover()?;
         Ok(engine)
+    }
+
+    /// Databases written before paths were resolved in the root: resolve them now.
+    fn convert_database(&self) -> Result<()> {
+        if !self.db.needs_rebuild()? {
+            return Ok(());
+        }
+        let mut live = Live::open(&self.layout.root)
+            .map_err(|e| Error::io(format!("opening {}", self.layout.root.display()), e))?;
+        let mut packages = self.db.installed()?;
+        for package in packages.values_mut() {
+            committer::canonicalize(&mut live, package);
+        }
+        tracing::info!(
+            packages = packages.len(),
+            "package database converted: paths resolved in the root, directories tracked"
+        );
+        self.db.rebuild(&packages)
+    }
+
+    fn committer(&self) -> Committer<'_> {
+        Committer {
+            root: &self.layout.root,
+            db: &self.db,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -306,10 +369,29 @@ impl Engine {
             let started = now();
             reporter.state(TxState::Resolving);
             let mut done = Vec::new();
-            let result = match req.action {
-                Action::Remove => self.remove(req, reporter, cancel, &mut done),
-                _ => self.install(req, reporter, cancel, &mut done).await,
+            let mut notices = Vec::new();
+            let result = match self.begin_transaction() {
+                Err(e) => Err(e),
+                Ok(tx) => {
+                    let mut work = Work {
+                        tx,
+                        reporter,
+                        cancel,
+                        done: &mut done,
+                        notices: &mut notices,
+                    };
+                    let result = match req.action {
+                        Action::Remove => self.remove(req, &mut work),
+                        _ => self.install(req, &mut work).await,
+                    };
+                    self.clear_staging();
+                    result
+                }
             };
+            let result = result.map(|mut o| {
+                o.notices = notices.clone();
+                o
+            });
             match &result {
                 Ok(o) => tracing::info!(changed = ?o.changed, "done"),
                 Err(e) => tracing::warn!(error = %e, "failed"),
@@ -320,12 +402,21 @@ impl Engine {
                 tracing::warn!(error = %e, "could not write the plain-text dump");
             }
             if !req.options.dry_run {
-                self.record_history(req, started, &result, done);
+                self.record_history(req, started, &result, done, notices);
             }
             result
         }
         .instrument(span)
         .await
+    }
+
+    /// A modifying transaction starts: finish what an earlier one left (a panic), then take a
+    /// transaction number.
+    fn begin_transaction(&self) -> Result<u64> {
+        if !self.db.journal::<crate::commit::Intent>()?.is_empty() {
+            self.recover()?;
+        }
+        self.db.next_tx()
     }
 
     fn record_history(
@@ -334,6 +425,7 @@ impl Engine {
         started: u64,
         result: &Result<Outcome>,
         changes: Vec<Change>,
+        notices: Vec<Notice>,
     ) {
         let (state, error) = match result {
             Ok(_) => ("finished", String::new()),
@@ -350,6 +442,7 @@ impl Engine {
             state: state.to_owned(),
             error,
             changes,
+            notices,
         };
         if let Err(e) = self.db.add_history(entry) {
             tracing::warn!(error = %e, "could not record the transaction in the history");
@@ -539,9 +632,10 @@ impl Engine {
                     .refusal(&name)
                     .map_or_else(|| unknown(&name), Refused::error));
             };
-            let same = old
-                .as_ref()
-                .is_some_and(|o| available.is_build(&o.sha256, &o.version, o.size));
+            // A broken package is always reinstalled: that is how it is repaired.
+            let same = old.as_ref().is_some_and(|o| {
+                o.broken.is_none() && available.is_build(&o.sha256, &o.version, o.size)
+            });
             if same && !req.options.reinstall {
                 continue;
             }
@@ -574,8 +668,8 @@ impl Engine {
 
     fn change_of(&self, p: &Planned) -> Change {
         let e = &p.available.entry;
-        let cached = !p.available.is_unverified()
-            && stage::cache_file(&self.layout.cache, &e.sha256).is_file();
+        let cached =
+            !p.available.is_unverified() && cache::file(&self.layout.cache, &e.sha256).is_file();
         Change {
             name: e.name.clone(),
             from: p
@@ -589,13 +683,7 @@ impl Engine {
         }
     }
 
-    async fn install(
-        &self,
-        req: &Request,
-        reporter: &Reporter,
-        cancel: &CancellationToken,
-        done: &mut Vec<Change>,
-    ) -> Result<Outcome> {
+    async fn install(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
         self.refresh().await?;
         let mut plan = self.plan(req)?;
         let changed: Vec<Change> = plan.iter().map(|p| self.change_of(p)).collect();
@@ -609,6 +697,7 @@ impl Engine {
                 ..Outcome::default()
             });
         }
+        self.check_space(&plan, &changed, req.options.download_only)?;
         // Largest first: the long streams start early and small ones fill in beside them.
         plan.sort_by_key(|p| std::cmp::Reverse(p.available.entry.size));
         let streams: Vec<(String, u64)> = plan
@@ -620,31 +709,117 @@ impl Engine {
         } else {
             plan.len()
         };
-        reporter.plan(&streams, commits);
-        reporter.state(TxState::Downloading);
+        work.reporter.plan(&streams, commits);
+        work.reporter.state(TxState::Downloading);
 
         let staged = self
-            .stage_all(plan, reporter, cancel, !req.options.download_only)
-            .await;
-        let staged = match staged {
-            Ok(s) => s,
-            Err(e) => {
-                self.clear_staging();
-                return Err(e);
+            .stage_all(plan, work, !req.options.download_only)
+            .await?;
+        for s in &staged {
+            let entry = &s.planned.available.entry;
+            if !s.planned.available.is_unverified() {
+                self.cache().remember(&entry.name, &entry.sha256)?;
             }
-        };
+        }
         if req.options.download_only {
-            self.clear_staging();
+            self.prune_cache(
+                staged
+                    .iter()
+                    .map(|s| s.planned.available.entry.name.as_str()),
+            );
             return Ok(Outcome::default());
         }
-        reporter.state(TxState::Installing);
-        let result = self.commit_all(staged, &changed, req.options.force, reporter, cancel, done);
-        self.clear_staging();
+        work.reporter.state(TxState::Installing);
+        let names: Vec<String> = staged
+            .iter()
+            .map(|s| s.planned.available.entry.name.clone())
+            .collect();
+        let result = self.commit_all(staged, &changed, &req.options, work);
+        self.prune_cache(names.iter().map(String::as_str));
         result?;
         Ok(Outcome {
-            changed: done.clone(),
+            changed: work.done.clone(),
             ..Outcome::default()
         })
+    }
+
+    fn cache(&self) -> Cache<'_> {
+        Cache {
+            dir: &self.layout.cache,
+            db: &self.db,
+        }
+    }
+
+    /// Keep `keep_versions` tarballs of each of `names` (a failure to prune is only logged).
+    fn prune_cache<'n>(&self, names: impl Iterator<Item = &'n str>) {
+        for name in names {
+            let installed = self.db.package(name).ok().flatten();
+            let (sha, keep) = match &installed {
+                Some(p) => (Some(p.sha256.as_str()), self.config.keep_versions),
+                // Removed: only its last tarball stays (to reinstall it without a download).
+                None => (None, self.config.keep_versions.min(1)),
+            };
+            if let Err(e) = self.cache().prune(name, sha, keep) {
+                tracing::warn!(package = %name, error = %e, "could not prune the cache");
+            }
+        }
+    }
+
+    /// Refuse before downloading when the cache's or staging's file system lacks room.
+    fn check_space(&self, plan: &[Planned], changes: &[Change], download_only: bool) -> Result<()> {
+        let download: u64 = changes.iter().map(|c| c.download).sum();
+        let unpacked: u64 = if download_only {
+            0
+        } else {
+            plan.iter().map(|p| p.available.entry.installed_size).sum()
+        };
+        let cache_dir = committer::existing_ancestor(&self.layout.root, "var/cache/spk");
+        let staging_dir = committer::existing_ancestor(&self.layout.root, &self.staging);
+        let device = |p: &std::path::Path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p).map(|m| m.dev()).ok()
+        };
+        let names = plan
+            .iter()
+            .map(|p| p.available.entry.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut needs = vec![(cache_dir.clone(), download, format!("downloading {names}"))];
+        if device(&cache_dir) == device(&staging_dir) {
+            needs[0].1 += unpacked;
+            if unpacked > 0 {
+                needs[0].2 = format!("downloading and unpacking {names}");
+            }
+        } else {
+            needs.push((staging_dir, unpacked, format!("unpacking {names}")));
+        }
+        let table = MountTable::read();
+        for (dir, bytes, what) in needs {
+            if bytes == 0 {
+                continue;
+            }
+            let free = mounts::free_bytes(&dir)
+                .map_err(|e| Error::io(format!("checking free space of {}", dir.display()), e))?;
+            if free < bytes {
+                let id = Live::open(&dir)
+                    .ok()
+                    .and_then(|mut l| l.mount_of("").ok())
+                    .unwrap_or(0);
+                return Err(Error::NoSpace {
+                    place: table.describe(id, &dir),
+                    what,
+                    needed: bytes,
+                    free,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Root-relative directory of package `name`'s staging in transaction `tx` (its tree is
+    /// `tree` beneath; backups of its commit go to `backup`).
+    fn area(&self, tx: u64, name: &str) -> String {
+        format!("{}/{tx}/{name}", self.staging)
     }
 
     /// Download, verify and unpack every planned package into staging, up to `parallelism()`
@@ -653,11 +828,10 @@ impl Engine {
     async fn stage_all(
         &self,
         plan: Vec<Planned>,
-        reporter: &Reporter,
-        cancel: &CancellationToken,
+        work: &Work<'_>,
         unpack: bool,
     ) -> Result<Vec<Staged>> {
-        let stream_cancel = cancel.child_token();
+        let stream_cancel = work.cancel.child_token();
         let slots = self.config.parallelism();
         let mut pending = plan.into_iter();
         let mut running = tokio::task::JoinSet::new();
@@ -676,12 +850,13 @@ impl Engine {
                 } else {
                     stage::Mode::Unpack
                 };
+                let area = self.area(work.tx, &planned.available.entry.name);
                 let job = StageJob {
                     http: self.http.clone(),
                     retry: self.config.retry_policy(),
                     cache: self.layout.cache.clone(),
-                    dir: self.layout.staging_for(&planned.available.entry.name),
-                    reporter: reporter.clone(),
+                    dir: self.layout.root.join(area).join("tree"),
+                    reporter: work.reporter.clone(),
                     cancel: stream_cancel.clone(),
                     mode,
                 };
@@ -710,121 +885,111 @@ impl Engine {
         Ok(staged)
     }
 
+    /// Plan the commit of one staged package against the live root as it is now.
+    fn plan_commit(&self, s: &Staged, tx: u64, options: &Options) -> Result<Plan> {
+        let name = &s.planned.available.entry.name;
+        let mut live = Live::open(&self.layout.root)
+            .map_err(|e| Error::io(format!("opening {}", self.layout.root.display()), e))?;
+        let area = self.area(tx, name);
+        let tree = format!("{area}/tree");
+        let staging_mount = live.mount_of(&tree).map_err(|e| {
+            Error::io(
+                format!("{name}: finding the file system of {tree}"),
+                e.into(),
+            )
+        })?;
+        let owners = self.db.ownership()?;
+        let input = commit_plan::Input {
+            name,
+            records: &s.files,
+            old: s.planned.old.as_ref(),
+            tree: &tree,
+            area: &area,
+            tx,
+            adopt: options.adopt,
+            force: options.force,
+        };
+        commit_plan::plan(&input, &mut live, &owners, staging_mount)
+    }
+
     /// Commit every staged package, in order; `planned` holds each one's change for `done`.
     fn commit_all(
         &self,
         mut staged: Vec<Staged>,
         planned: &[Change],
-        force: bool,
-        reporter: &Reporter,
-        cancel: &CancellationToken,
-        done: &mut Vec<Change>,
+        options: &Options,
+        work: &mut Work<'_>,
     ) -> Result<()> {
-        // Check every package before the first one changes the root.
+        // Check every package before the first one changes the root (each is planned again
+        // right before its commit: earlier ones change what it finds).
+        let mut claimed: std::collections::HashMap<String, String> = Default::default();
+        let mut first_plan = None;
         for s in &mut staged {
-            let name = &s.planned.available.entry.name;
             sort_for_commit(&mut s.files);
-            if !force
-                && let Some((path, owner)) = self.db.conflicts(name, &s.files)?.into_iter().next()
-            {
-                return Err(Error::FileConflict {
-                    package: name.clone(),
-                    path,
-                    owner,
-                });
+            let name = s.planned.available.entry.name.clone();
+            let plan = self.plan_commit(s, work.tx, options)?;
+            for r in plan.records.iter().filter(|r| !r.is_dir()) {
+                if let Some(owner) = claimed.insert(r.path.clone(), name.clone()) {
+                    return Err(Error::FileConflict {
+                        package: name,
+                        path: r.path.clone(),
+                        owner,
+                    });
+                }
             }
-            commit::preflight(&self.layout.root, &s.files).map_err(|e| Error::PathConflict {
-                package: name.clone(),
-                path: e.path,
-                reason: e.reason,
-            })?;
+            first_plan.get_or_insert(plan);
         }
         // Staged bytes must be on disk before renames make them live.
         let started = std::time::Instant::now();
-        commit::sync_filesystem(&self.layout.staging)
+        crate::commit::sync_filesystem(&self.layout.root.join(&self.staging))
             .map_err(|e| Error::io("syncing staged files", e))?;
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "staged files synced"
         );
         for s in staged {
-            if cancel.is_cancelled() {
+            if work.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let entry = &s.planned.available.entry;
-            reporter.current(&entry.name);
-            reporter.stage(&entry.name, Stage::Installing, 0, 1);
-            let dropped = match &s.planned.old {
-                Some(old) => db::dropped_files(&old.files, &s.files),
-                None => Vec::new(),
+            let plan = match first_plan.take() {
+                Some(p) => p,
+                None => self.plan_commit(&s, work.tx, options)?,
             };
-            let intent = Intent::Install {
-                staging: self.layout.staging_for(&entry.name),
-                package: InstalledPackage {
-                    name: entry.name.clone(),
-                    version: entry.version.clone(),
-                    kind: entry.kind,
-                    sha256: entry.sha256.clone(),
-                    repo: s.planned.available.repo.clone(),
-                    size: entry.size,
-                    installed_size: entry.installed_size,
-                    description: entry.description.clone(),
-                    installed_at: now(),
-                    files: s.files,
-                },
-                dropped,
+            work.reporter.current(&entry.name);
+            work.reporter.stage(&entry.name, Stage::Installing, 0, 1);
+            let package = InstalledPackage {
+                name: entry.name.clone(),
+                version: entry.version.clone(),
+                kind: entry.kind,
+                sha256: entry.sha256.clone(),
+                repo: s.planned.available.repo.clone(),
+                size: entry.size,
+                installed_size: entry.installed_size,
+                description: entry.description.clone(),
+                installed_at: now(),
+                files: Vec::new(),
+                broken: None,
             };
-            crate::failpoint::hit("commit.before-journal");
             let started = std::time::Instant::now();
-            self.db.begin(&intent)?;
-            self.apply(&intent)?;
+            let notices = self.committer().install(
+                work.tx,
+                package,
+                plan,
+                &self.area(work.tx, &entry.name),
+            )?;
             tracing::info!(
                 package = %entry.name,
                 version = %entry.version,
                 ms = started.elapsed().as_millis() as u64,
                 "committed"
             );
-            reporter.stage(&entry.name, Stage::Installing, 1, 1);
-            reporter.package_done(&entry.name, &entry.version);
+            work.notice_all(notices);
+            work.reporter.stage(&entry.name, Stage::Installing, 1, 1);
+            work.reporter.package_done(&entry.name, &entry.version);
             if let Some(change) = planned.iter().find(|c| c.name == entry.name) {
-                done.push(change.clone());
+                work.done.push(change.clone());
             }
-        }
-        Ok(())
-    }
-
-    /// Carry out a journaled intent on the live root and record it. Idempotent: start-up
-    /// recovery calls it again for an intent a crash interrupted.
-    fn apply(&self, intent: &Intent) -> Result<()> {
-        let root = &self.layout.root;
-        let place_err = |package: &str, e: commit::PlaceError| Error::PathConflict {
-            package: package.to_owned(),
-            path: e.path,
-            reason: e.reason,
-        };
-        match intent {
-            Intent::Install {
-                staging,
-                package,
-                dropped,
-            } => {
-                commit::place(root, staging, &package.files)
-                    .map_err(|e| place_err(&package.name, e))?;
-                crate::failpoint::hit("commit.after-place");
-                let mine: Vec<FileRecord> = self.db.owned_by(&package.name, dropped)?;
-                commit::remove(root, &mine).map_err(|e| place_err(&package.name, e))?;
-            }
-            Intent::Remove { package } => {
-                let mine: Vec<FileRecord> = self.db.owned_by(&package.name, &package.files)?;
-                commit::remove(root, &mine).map_err(|e| place_err(&package.name, e))?;
-            }
-        }
-        // The renames must be durable before the journal entry that could redo them goes.
-        commit::sync_filesystem(root).map_err(|e| Error::io("syncing the root", e))?;
-        crate::failpoint::hit("commit.before-complete");
-        self.db.complete(intent)?;
-        if let Intent::Install { staging, .. } = intent {
-            let _ = std::fs::remove_dir_all(staging);
         }
         Ok(())
     }
@@ -844,13 +1009,7 @@ impl Engine {
         Ok(packages)
     }
 
-    fn remove(
-        &self,
-        req: &Request,
-        reporter: &Reporter,
-        cancel: &CancellationToken,
-        done: &mut Vec<Change>,
-    ) -> Result<Outcome> {
+    fn remove(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
         let changed = self.plan_changes(req)?;
         if req.options.dry_run {
             return Ok(Outcome {
@@ -859,42 +1018,31 @@ impl Engine {
             });
         }
         let packages = self.removals(req)?;
-        reporter.plan(&[], packages.len());
-        reporter.state(TxState::Installing);
+        work.reporter.plan(&[], packages.len());
+        work.reporter.state(TxState::Installing);
         for (package, change) in packages.into_iter().zip(changed) {
-            if cancel.is_cancelled() {
+            if work.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            reporter.current(&package.name);
-            reporter.stage(&package.name, Stage::Removing, 0, 1);
+            work.reporter.current(&package.name);
+            work.reporter.stage(&package.name, Stage::Removing, 0, 1);
             let (name, version) = (package.name.clone(), package.version.clone());
-            let intent = Intent::Remove { package };
-            self.db.begin(&intent)?;
-            self.apply(&intent)?;
-            reporter.stage(&name, Stage::Removing, 1, 1);
-            reporter.package_done(&name, &version);
-            done.push(change);
+            let notices = self.committer().remove(work.tx, package)?;
+            work.notice_all(notices);
+            self.prune_cache(std::iter::once(name.as_str()));
+            work.reporter.stage(&name, Stage::Removing, 1, 1);
+            work.reporter.package_done(&name, &version);
+            work.done.push(change);
         }
         Ok(Outcome {
-            changed: done.clone(),
+            changed: work.done.clone(),
             ..Outcome::default()
         })
     }
 
-    /// Finish commits a crash interrupted (roll forward), then drop half-staged packages.
+    /// Finish or undo commits a crash (or a panic) interrupted, then drop staging left over.
     fn recover(&self) -> Result<()> {
-        for intent in self.db.journal()? {
-            let name = intent.package_name().to_owned();
-            if let Intent::Install { staging, .. } = &intent
-                && !staging.exists()
-            {
-                // Staging vanishes only after the record was completed; nothing to redo.
-                tracing::warn!(package = %name, "journal entry without staging; dropped");
-                self.db.abandon(&name)?;
-                continue;
-            }
-            tracing::warn!(package = %name, "finishing a commit interrupted by a crash");
-            self.apply(&intent)?;
+        if self.committer().recover()? > 0 {
             self.db.write_dump()?;
         }
         self.clear_staging();
@@ -902,11 +1050,21 @@ impl Engine {
     }
 
     fn clear_staging(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.layout.staging)
+        let staging = self.layout.root.join(&self.staging);
+        if let Err(e) = std::fs::remove_dir_all(&staging)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(error = %e, "could not clear the staging area");
         }
+    }
+
+    /// `spkctl clean`: drop cached tarballs but the installed versions' (all with `all`).
+    pub async fn clean(&self, all: bool) -> Result<(u32, u64)> {
+        let _turn = self.modify.lock().await;
+        let installed = self.db.installed()?;
+        let (files, bytes) = self.cache().clean(&installed, all)?;
+        tracing::info!(files, bytes, all, "cache cleaned");
+        Ok((files, bytes))
     }
 
     /// Installed packages by name (for history, verify, clients).
@@ -929,6 +1087,7 @@ fn describe(
     offered: Option<&Available>,
 ) -> PackageInfo {
     let state = match (installed, offered) {
+        (Some(i), _) if i.broken.is_some() => "broken",
         (Some(i), Some(a)) if !a.is_build(&i.sha256, &i.version, i.size) => "upgradable",
         (Some(_), _) => "installed",
         _ => "available",
@@ -957,5 +1116,6 @@ fn describe(
             .unwrap_or_default(),
         verified_by: offered.map(|a| a.verified_by.clone()).unwrap_or_default(),
         files: installed.map_or(0, |i| db::file_count(&i.files) as u64),
+        problem: installed.and_then(|i| i.broken.clone()).unwrap_or_default(),
     }
 }

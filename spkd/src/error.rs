@@ -101,6 +101,38 @@ pub enum Error {
         owner: String,
     },
 
+    #[error(
+        "{package}: files on disk that no package owns would be overwritten: {} \
+         (install with --adopt to take them over)",
+        list_paths(paths)
+    )]
+    Unowned { package: String, paths: Vec<String> },
+
+    #[error("{package}: could not place {path}: {reason}; {}", if *restored {
+        "the previous version was restored"
+    } else {
+        "it could not be put back either: the package is marked broken, reinstall it"
+    })]
+    Commit {
+        package: String,
+        path: String,
+        reason: String,
+        restored: bool,
+    },
+
+    #[error(
+        "not enough free space on {place} for {what}: needs {}, {} free ({} short)",
+        human_bytes(*needed),
+        human_bytes(*free),
+        human_bytes(needed.saturating_sub(*free))
+    )]
+    NoSpace {
+        place: String,
+        what: String,
+        needed: u64,
+        free: u64,
+    },
+
     #[error("{package}: cannot place {path}: {reason}")]
     PathConflict {
         package: String,
@@ -137,7 +169,10 @@ impl Error {
             | Error::SizeMismatch { .. }
             | Error::UnsafeEntry { .. }
             | Error::CorruptArchive { .. } => ErrorKind::Verification,
-            Error::FileConflict { .. } | Error::PathConflict { .. } => ErrorKind::Conflict,
+            Error::FileConflict { .. } | Error::PathConflict { .. } | Error::Unowned { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::Commit { .. } | Error::NoSpace { .. } => ErrorKind::Io,
             Error::NotAuthorized(_) => ErrorKind::NotAuthorized,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Io { .. } | Error::Database(_) => ErrorKind::Io,
@@ -150,6 +185,37 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// Paths for a message: all of them up to 20, then how many more.
+fn list_paths(paths: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = paths
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        text.push_str(&format!(", … and {} more", paths.len() - SHOWN));
+    }
+    text
+}
+
+/// `12.3 MiB`, `512 B`: sizes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -1,6 +1,7 @@
 //! Named crash points for the crash-safety tests. `SPKD_FAILPOINTS=a,b` makes spkd abort (as a
 //! power cut or `kill -9` would: no destructors, no cleanup) when it reaches point `a` or `b`;
-//! `NAME=panic` panics there instead, to test that a panic fails only its transaction.
+//! `NAME=panic` panics there instead, to test that a panic fails only its transaction;
+//! `NAME=error` makes the step there fail as an I/O error would (where [`error`] is asked).
 //! Unset (always, in production), a check is one load of an empty list.
 
 use std::sync::OnceLock;
@@ -34,4 +35,11 @@ pub fn hit(name: &str) {
             panic!("failpoint {name}");
         }
     }
+}
+
+/// Whether the point `name` is armed to fail with an error (`NAME=error`).
+pub fn error(name: &str) -> bool {
+    active()
+        .iter()
+        .any(|p| p.strip_suffix("=error") == Some(name))
 }

@@ -1,20 +1,56 @@
 //! `spkctl verify`: compare what is on disk with what the database says each package installed
-//! (type, mode, content hash, symlink target). Read-only; reports every difference by path.
+//! (type, mode, content hash, symlink target). Read-only; reports every difference by path. A
+//! configuration file the admin edited is reported as such, not as damage. Directories are
+//! checked for being directories only: an existing one keeps the mode it had before spk.
 
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
+use crate::commit::is_config;
 use crate::db::InstalledPackage;
 use crate::manifest::FileKind;
+
+/// What is wrong with a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    Missing,
+    /// Content differs.
+    Content,
+    Mode,
+    /// No longer the type the package installed.
+    Type,
+    /// A symlink points elsewhere.
+    Target,
+    Unreadable,
+    /// A configuration file changed locally: expected, not damage.
+    Config,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Content => "content",
+            ProblemKind::Mode => "mode",
+            ProblemKind::Type => "type",
+            ProblemKind::Target => "target",
+            ProblemKind::Unreadable => "unreadable",
+            ProblemKind::Config => "config",
+        }
+    }
+
+    /// Whether this means the installed system is not what the package put there.
+    pub fn is_damage(self) -> bool {
+        self != ProblemKind::Config
+    }
+}
 
 /// One difference between the disk and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub package: String,
     pub path: String,
+    pub kind: ProblemKind,
     pub problem: String,
 }
 
@@ -22,17 +58,32 @@ pub struct Problem {
 pub fn check(root: &Path, packages: &[InstalledPackage]) -> Vec<Problem> {
     let mut out = Vec::new();
     for package in packages {
+        if let Some(why) = &package.broken {
+            out.push(Problem {
+                package: package.name.clone(),
+                path: String::new(),
+                kind: ProblemKind::Type,
+                problem: format!("the package is broken: {why}"),
+            });
+        }
         for record in &package.files {
             let path = root.join(&record.path);
             let problem = match std::fs::symlink_metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing".to_owned()),
-                Err(e) => Some(format!("cannot be read: {e}")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some((ProblemKind::Missing, "missing".to_owned()))
+                }
+                Err(e) => Some((ProblemKind::Unreadable, format!("cannot be read: {e}"))),
                 Ok(meta) => compare(&path, &meta, &record.kind, record.mode),
             };
-            if let Some(problem) = problem {
+            if let Some((mut kind, mut problem)) = problem {
+                if kind == ProblemKind::Content && is_config(&record.path) {
+                    kind = ProblemKind::Config;
+                    problem = "configuration file changed locally".to_owned();
+                }
                 out.push(Problem {
                     package: package.name.clone(),
                     path: record.path.clone(),
+                    kind,
                     problem,
                 });
             }
@@ -41,50 +92,51 @@ pub fn check(root: &Path, packages: &[InstalledPackage]) -> Vec<Problem> {
     out
 }
 
-fn compare(path: &Path, meta: &std::fs::Metadata, kind: &FileKind, mode: u32) -> Option<String> {
+fn compare(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    kind: &FileKind,
+    mode: u32,
+) -> Option<(ProblemKind, String)> {
     let ft = meta.file_type();
     let actual_mode = meta.permissions().mode() & 0o7777;
-    let mode_problem =
-        || (actual_mode != mode).then(|| format!("mode {actual_mode:04o}, expected {mode:04o}"));
+    let mode_problem = || {
+        (actual_mode != mode).then(|| {
+            (
+                ProblemKind::Mode,
+                format!("mode {actual_mode:04o}, expected {mode:04o}"),
+            )
+        })
+    };
+    let wrong_type = |what: &str| Some((ProblemKind::Type, format!("is no longer {what}")));
     match kind {
-        FileKind::Dir if ft.is_dir() => mode_problem(),
-        FileKind::Dir => Some("is no longer a directory".into()),
+        FileKind::Dir if ft.is_dir() => None,
+        FileKind::Dir => wrong_type("a directory"),
         FileKind::Symlink { target } if ft.is_symlink() => match std::fs::read_link(path) {
             Ok(t) if t.as_os_str() == target.as_str() => None,
-            Ok(t) => Some(format!(
-                "symlink points to '{}', expected '{target}'",
-                t.display()
+            Ok(t) => Some((
+                ProblemKind::Target,
+                format!("symlink points to '{}', expected '{target}'", t.display()),
             )),
-            Err(e) => Some(format!("cannot read symlink: {e}")),
+            Err(e) => Some((ProblemKind::Unreadable, format!("cannot read symlink: {e}"))),
         },
-        FileKind::Symlink { .. } => Some("is no longer a symlink".into()),
+        FileKind::Symlink { .. } => wrong_type("a symlink"),
         FileKind::File { size, sha256 } if ft.is_file() => {
             if meta.size() != *size {
-                return Some(format!(
-                    "content changed (size {}, expected {size})",
-                    meta.size()
+                return Some((
+                    ProblemKind::Content,
+                    format!("content changed (size {}, expected {size})", meta.size()),
                 ));
             }
-            match hash_file(path) {
-                Ok(h) if &h == sha256 => mode_problem(),
-                Ok(h) => Some(format!("content changed (sha256 {h}, expected {sha256})")),
-                Err(e) => Some(format!("cannot be read: {e}")),
+            match std::fs::File::open(path).and_then(crate::live::hash_reader) {
+                Ok((_, h)) if &h == sha256 => mode_problem(),
+                Ok((_, h)) => Some((
+                    ProblemKind::Content,
+                    format!("content changed (sha256 {h}, expected {sha256})"),
+                )),
+                Err(e) => Some((ProblemKind::Unreadable, format!("cannot be read: {e}"))),
             }
         }
-        FileKind::File { .. } => Some("is no longer a regular file".into()),
+        FileKind::File { .. } => wrong_type("a regular file"),
     }
-}
-
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }

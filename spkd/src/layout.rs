@@ -1,5 +1,6 @@
 //! Where spk keeps its files under a target root (DESIGN.md, "Files on the target"). The staging
-//! area sits under the root so that a commit is a rename on one file system.
+//! area sits under the root so that a commit is (mostly) a rename on one file system; paths on
+//! other file systems go through areas of their own (see `commit::prepare`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,17 +20,16 @@ impl Layout {
         let state = root.join("var/lib/spk");
         Layout {
             root: root.to_owned(),
-            staging: state.join("staging"),
+            staging: root.join(STAGING),
             state,
             cache: root.join("var/cache/spk"),
         }
     }
-
-    /// Staging directory of one package (one modifying transaction runs at a time).
-    pub fn staging_for(&self, package: &str) -> PathBuf {
-        self.staging.join(package)
-    }
 }
+
+/// The staging area, relative to the root: `STAGING/<transaction>/<package>/tree` holds a
+/// package unpacked but not yet committed.
+pub const STAGING: &str = "var/lib/spk/staging";
 
 /// Where the installer and build host mount a SmechOS system under construction.
 pub const BUILD_ROOT: &str = "/mnt/smechos";

@@ -2,6 +2,7 @@
 //! atomic commits into a target root, and the package database. It knows nothing of D-Bus or
 //! terminals; `spkd`'s bus layer is a thin adapter over [`engine::Engine`].
 
+pub mod cache;
 pub mod catalog;
 pub mod commit;
 pub mod config;
@@ -14,7 +15,10 @@ pub mod fetch;
 pub mod index;
 pub mod integrity;
 pub mod layout;
+pub mod live;
 pub mod manifest;
+pub mod mounts;
+pub mod notice;
 pub mod progress;
 pub mod signature;
 pub mod source;

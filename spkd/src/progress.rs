@@ -76,6 +76,8 @@ pub enum Event {
         name: String,
         version: String,
     },
+    /// Something the admin should know although nothing failed.
+    Notice(crate::notice::Notice),
 }
 
 #[derive(Default)]
@@ -182,6 +184,10 @@ impl Reporter {
             version: version.to_owned(),
         });
         self.overall();
+    }
+
+    pub fn notice(&self, notice: crate::notice::Notice) {
+        self.send(Event::Notice(notice));
     }
 
     pub fn stage(&self, name: &str, stage: Stage, done: u64, total: u64) {

@@ -4,7 +4,7 @@
 //! enter the cache under its sha256.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,11 +42,6 @@ pub enum Mode {
     UnpackThreaded,
 }
 
-/// Where verified tarballs are kept, by sha256.
-pub fn cache_file(cache_dir: &Path, sha256: &str) -> PathBuf {
-    cache_dir.join(format!("{sha256}.tar.xz"))
-}
-
 /// Stage `pkg` into `dir` (created here), from the cache when it holds the tarball, else from
 /// the network (resuming a `.part` left by an interrupted download).
 #[allow(clippy::too_many_arguments)]
@@ -81,7 +76,7 @@ pub async fn stage(
         )
         .await;
     }
-    let cached = cache_file(cache_dir, &pkg.entry.sha256);
+    let cached = crate::cache::file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
         let source = Source::fixed(cached.display().to_string());
         match run(

@@ -391,6 +391,7 @@ async fn verify_names_every_file_that_differs_and_exits_1() {
             "{p}"
         );
         assert!(p["problem"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+        assert!(p["kind"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
     }
     assert!(
         problems
@@ -422,12 +423,14 @@ async fn json_outputs_have_their_documented_shape() {
         [
             "error-message",
             "error-name",
+            "notices",
             "packages",
             "state",
             "transaction"
         ],
         "{install}"
     );
+    assert_eq!(report["notices"], json!([]), "{install}");
     assert_eq!(report["state"], "finished");
     assert_eq!(report["error-name"], "");
     let mut packages = report["packages"].as_array().unwrap().clone();
@@ -455,6 +458,7 @@ async fn json_outputs_have_their_documented_shape() {
             "repo",
             "verified-by",
             "files",
+            "problem",
         ] {
             assert!(row.get(key).is_some(), "list row lacks {key}: {row}");
         }

@@ -185,7 +185,8 @@ async fn a_client_that_goes_away_does_not_stop_its_transaction() {
 #[tokio::test]
 async fn a_full_disk_fails_the_upgrade_and_keeps_the_installed_version() {
     // A 16 MiB root with 10 MiB taken: version 2 (4 MiB that xz cannot shrink) needs its
-    // tarball in the cache and its files in staging, 8 MiB, where about 5 are free.
+    // tarball in the cache and its files in staging, 8 MiB, where about 5 are free. spkd sees
+    // it before downloading anything.
     let env = Env::on_tmpfs(&Repo::new().with(plasma("1", 16 * 1024)), "16m").await;
     env.spkctl(&["install", "plasma"]).await.assert_success();
     let filler = env.path("home/filler");
@@ -193,14 +194,22 @@ async fn a_full_disk_fails_the_upgrade_and_keeps_the_installed_version() {
     std::fs::write(&filler, vec![0xa5; 10 << 20]).expect("write the filler");
     let before = env.snapshot();
     env.publish(&Repo::new().with(plasma("2", 4 << 20)));
+    env.server.clear_requests();
 
     let run = env.spkctl(&["upgrade"]).await;
 
     run.assert_code(1);
     let line = run.error_line();
     assert!(
-        line.contains("plasma") && line.contains("No space left on device"),
+        line.contains("not enough free space on")
+            && line.contains("(tmpfs) for downloading and unpacking plasma: needs 8.0 MiB")
+            && line.contains("MiB short)"),
         "{run}"
+    );
+    assert!(
+        env.server.tarball_gets().is_empty(),
+        "nothing may be downloaded onto a disk without room: {:?}",
+        env.server.tarball_gets()
     );
     before.assert_untouched(&env.snapshot());
     let info = env.spkctl_json(&["info", "plasma"]).await;
@@ -282,7 +291,7 @@ async fn malformed_arguments_are_refused_as_invalid_args() {
                 HashMap::from([("frobnicate", Value::from(true))]),
             )
             .await,
-        "unknown option 'frobnicate' (known: reinstall, download-only, dry-run, force)",
+        "unknown option 'frobnicate' (known: reinstall, download-only, dry-run, force, adopt)",
     );
     assert_invalid_args(
         client

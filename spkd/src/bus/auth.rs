@@ -45,14 +45,21 @@ pub async fn authorize(
     header: &Header<'_>,
     action: Action,
 ) -> Result<u32, BusError> {
+    authorize_id(conn, header, polkit_action(action), action.as_str()).await
+}
+
+/// Allow root, or whoever polkit allows `action_id` (`verb` says what for, in messages).
+pub async fn authorize_id(
+    conn: &Connection,
+    header: &Header<'_>,
+    action_id: &str,
+    verb: &str,
+) -> Result<u32, BusError> {
     let uid = caller_uid(conn, header).await?;
     if uid == 0 {
         return Ok(uid);
     }
-    let action_id = polkit_action(action);
-    let denied = |why: String| {
-        BusError::NotAuthorized(format!("uid {uid} may not {}: {why}", action.as_str()))
-    };
+    let denied = |why: String| BusError::NotAuthorized(format!("uid {uid} may not {verb}: {why}"));
     let subject = Subject::new_for_message_header(header)
         .map_err(|e| denied(format!("cannot identify the caller for polkit: {e}")))?;
     let authority = AuthorityProxy::new(conn)

@@ -147,9 +147,10 @@ fn parse_options(options: &HashMap<String, OwnedValue>) -> Result<Options, BusEr
             "download-only" => &mut out.download_only,
             "dry-run" => &mut out.dry_run,
             "force" => &mut out.force,
+            "adopt" => &mut out.adopt,
             other => {
                 return Err(BusError::InvalidArgs(format!(
-                    "unknown option '{}' (known: reinstall, download-only, dry-run, force)",
+                    "unknown option '{}' (known: reinstall, download-only, dry-run, force, adopt)",
                     other.escape_debug()
                 )));
             }
@@ -209,6 +210,7 @@ fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
     put("repo", p.repo.into());
     put("verified-by", p.verified_by.into());
     put("files", p.files.into());
+    put("problem", p.problem.into());
     d
 }
 
@@ -315,17 +317,46 @@ impl Manager {
             .collect())
     }
 
-    /// Installed files that differ from their package's manifest: `(package, path, problem)`.
+    /// Installed files that differ from their package's manifest:
+    /// `(package, path, kind, problem)`; kind `config` is a locally changed configuration file.
     #[zbus(out_args("problems"))]
-    async fn verify(&self, names: Vec<String>) -> Result<Vec<(String, String, String)>, BusError> {
+    async fn verify(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Vec<(String, String, String, String)>, BusError> {
         let engine = self.engine.clone();
         let problems = tokio::task::spawn_blocking(move || engine.verify(&names))
             .await
             .map_err(|e| BusError::Io(format!("verification stopped: {e}")))??;
         Ok(problems
             .into_iter()
-            .map(|p| (p.package, p.path, p.problem))
+            .map(|p| (p.package, p.path, p.kind.as_str().to_owned(), p.problem))
             .collect())
+    }
+
+    /// Delete cached tarballs but those of installed versions (all of them with option
+    /// `all`): how many files and bytes went.
+    #[zbus(out_args("files", "bytes"))]
+    async fn clean(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(u32, u64), BusError> {
+        let mut all = false;
+        for (key, value) in &options {
+            match (key.as_str(), &**value) {
+                ("all", Value::Bool(b)) => all = *b,
+                _ => {
+                    return Err(BusError::InvalidArgs(format!(
+                        "unknown or mistyped option '{}' (known: all, a boolean)",
+                        key.escape_debug()
+                    )));
+                }
+            }
+        }
+        super::auth::authorize_id(conn, &header, "xyz.smech.spk.clean", "clean the cache").await?;
+        Ok(self.engine.clean(all).await?)
     }
 
     /// Past install/upgrade/remove transactions, newest first (at most `limit`).

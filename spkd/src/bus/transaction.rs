@@ -22,6 +22,8 @@ pub struct Status {
     pub error_name: String,
     pub error_message: String,
     pub requester: u32,
+    /// (package, kind, path, message) of every notice so far.
+    pub notices: Vec<(String, String, String, String)>,
 }
 
 pub struct Transaction {
@@ -43,6 +45,7 @@ impl Transaction {
                 error_name: String::new(),
                 error_message: String::new(),
                 requester,
+                notices: Vec::new(),
             })),
             cancel,
         }
@@ -120,6 +123,21 @@ impl Transaction {
     fn requester(&self) -> u32 {
         self.read(|s| s.requester)
     }
+
+    /// What the admin should know although nothing failed: (package, kind, path, message).
+    #[zbus(property)]
+    fn notices(&self) -> Vec<(String, String, String, String)> {
+        self.read(|s| s.notices.clone())
+    }
+
+    #[zbus(signal)]
+    async fn notice(
+        emitter: &SignalEmitter<'_>,
+        package: &str,
+        kind: &str,
+        path: &str,
+        message: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     async fn progress(
@@ -271,6 +289,20 @@ async fn mirror(
         }
         Event::PackageDone { name, version } => {
             Transaction::package_done(emitter, &name, &version).await?;
+        }
+        Event::Notice(n) => {
+            let kind = n.kind.as_str();
+            update(&|s| {
+                s.notices.push((
+                    n.package.clone(),
+                    kind.to_owned(),
+                    n.path.clone(),
+                    n.message.clone(),
+                ));
+                true
+            });
+            iface.get().await.notices_changed(emitter).await?;
+            Transaction::notice(emitter, &n.package, kind, &n.path, &n.message).await?;
         }
     }
     Ok(())
