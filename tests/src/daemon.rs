@@ -274,12 +274,25 @@ impl CtlOutput {
     }
 
     /// The `note: PACKAGE: MESSAGE` lines of stdout (what a transaction reported about
-    /// `.spknew`/`.spksave` files and mount points), in order.
+    /// `.spknew`/`.spksave` files and mount points), in order. Panics unless they are the last
+    /// lines of stdout, right after the summary line, as spkctl prints them.
+    #[track_caller]
     pub fn notes(&self) -> Vec<&str> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with("note: "))
-            .collect()
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        let first = lines
+            .iter()
+            .position(|l| l.starts_with("note: "))
+            .unwrap_or(lines.len());
+        let notes = lines[first..].to_vec();
+        assert!(
+            notes.iter().all(|l| l.starts_with("note: ")),
+            "the notes are not the last lines of stdout:\n{self}"
+        );
+        assert!(
+            notes.is_empty() || first > 0,
+            "no summary line before the notes:\n{self}"
+        );
+        notes
     }
 
     /// The `error: ...` line of stderr, or a panic.
