@@ -130,3 +130,70 @@ async fn dropping_the_env_ends_the_namespace_its_fat_driver_and_its_mounts() {
         "{dir} was not removed"
     );
 }
+
+#[tokio::test]
+async fn staging_debris_is_found_on_every_mount() {
+    let env = Env::builder(&Repo::new())
+        .tmpfs("boot", "16m")
+        .fat("boot/efi", "8M")
+        .start()
+        .await;
+    env.assert_staging_clean();
+    let debris_panics = |env: &Env| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.assert_staging_clean()))
+            .is_err()
+    };
+
+    // (what a crashed transaction might leave, what to delete afterwards)
+    for (debris, top) in [
+        ("var/lib/spk/staging/7/plasma", "var/lib/spk/staging/7"),
+        ("boot/.spk-staging-7", "boot/.spk-staging-7"),
+        ("boot/efi/.spk-staging-7/EFI", "boot/efi/.spk-staging-7"),
+        ("usr/share/.spk-staging-7", "usr"),
+    ] {
+        env.in_namespace(&format!(r#"mkdir -p "$ROOT/{debris}""#));
+        assert!(debris_panics(&env), "{debris} was not found");
+        env.in_namespace(&format!(r#"rm -r "$ROOT/{top}""#));
+        env.assert_staging_clean();
+    }
+}
+
+#[tokio::test]
+async fn file_modes_are_not_compared_on_fat() {
+    let efi = Package::new("efi", "1").file("boot/efi/EFI/x.efi", "MZ\n", 0o644);
+    let env = Env::builder(&Repo::new())
+        .tmpfs("boot", "16m")
+        .fat("boot/efi", "8M")
+        .start()
+        .await;
+    env.in_namespace(
+        r#"mkdir -p "$ROOT/boot/efi/EFI"; printf 'MZ\n' > "$ROOT/boot/efi/EFI/x.efi""#,
+    );
+
+    assert!(env.on_fat("boot/efi/EFI/x.efi"));
+    assert!(!env.on_fat("boot/grub"));
+    env.assert_files_are(&[&efi], &[]);
+}
+
+#[test]
+fn notes_are_the_lines_after_the_summary() {
+    let run = |stdout: &str| spk_tests::daemon::CtlOutput {
+        args: Vec::new(),
+        code: Some(0),
+        stdout: stdout.to_string(),
+        stderr: String::new(),
+    };
+    let plain = run(
+        "foo: downloading 1 KiB\nUpgraded 1 package (foo 2) in 0.1 s.\n\
+                     note: foo: etc/a was changed locally and kept; the new version is etc/a.spknew\n\
+                     note: foo: etc/b was changed locally and kept; the new version is etc/b.spknew\n",
+    );
+    assert_eq!(plain.notes().len(), 2);
+    assert!(
+        run("Removed 1 package (foo 1) in 0.1 s.\n")
+            .notes()
+            .is_empty()
+    );
+    let misplaced = run("note: foo: too early\nUpgraded 1 package (foo 2) in 0.1 s.\n");
+    assert!(std::panic::catch_unwind(|| misplaced.notes().len()).is_err());
+}
