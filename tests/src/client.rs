@@ -167,6 +167,50 @@ impl Client {
         reply.body().deserialize().expect("Introspect returns s")
     }
 
+    /// The `Notices` property (`a(ssss)`) of transaction `path`.
+    pub async fn notices(&self, path: &str) -> Vec<Notice> {
+        let reply = self
+            .call(
+                path,
+                "org.freedesktop.DBus.Properties",
+                "Get",
+                &(TRANSACTION, "Notices"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Get {TRANSACTION}.Notices on {path}: {e}"));
+        let value: OwnedValue = reply.body().deserialize().expect("Get returns v");
+        let rows: Vec<(String, String, String, String)> = value
+            .try_into()
+            .unwrap_or_else(|e| panic!("Notices is not a(ssss): {e}"));
+        rows.into_iter()
+            .map(|(package, kind, path, message)| Notice {
+                package,
+                kind,
+                path,
+                message,
+            })
+            .collect()
+    }
+
+    /// `Verify(names)`: `(package, path, kind, detail)` for every problem found.
+    pub async fn verify(&self, names: &[&str]) -> Vec<(String, String, String, String)> {
+        let reply = self
+            .call(MANAGER_PATH, MANAGER, "Verify", &(names,))
+            .await
+            .expect("Verify");
+        reply.body().deserialize().expect("Verify returns a(ssss)")
+    }
+
+    /// `Clean({"all": all})`: how many cached files were removed, and their bytes.
+    pub async fn clean(&self, all: bool) -> (u32, u64) {
+        let options: Options<'_> = HashMap::from([("all", Value::from(all))]);
+        let reply = self
+            .call(MANAGER_PATH, MANAGER, "Clean", &(options,))
+            .await
+            .expect("Clean");
+        reply.body().deserialize().expect("Clean returns (ut)")
+    }
+
     /// Subscribe to every transaction's signals and property changes. Do this before the
     /// method call that creates the transaction, so no event can be missed.
     pub async fn watch(&self) -> TransactionWatch {
@@ -206,11 +250,35 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// A `Notice(package, kind, path, message)` signal, or a row of the `Notices` property: a
+/// file kept beside its new version (`spknew`), saved on removal (`spksave`), or a mount point
+/// not replaced (`mount-point`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub package: String,
+    pub kind: String,
+    pub path: String,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn new(package: &str, kind: &str, path: &str, message: &str) -> Notice {
+        Notice {
+            package: package.to_string(),
+            kind: kind.to_string(),
+            path: path.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// Everything one transaction reported, in arrival order.
 #[derive(Debug, Clone, Default)]
 pub struct TransactionLog {
     pub progress: Vec<Progress>,
     pub package_done: Vec<(String, String)>,
+    /// `Notice` signals.
+    pub notices: Vec<Notice>,
     /// `Finished(state, error_name, message)`.
     pub finished: (String, String, String),
     /// `Percentage` values from PropertiesChanged.
@@ -267,6 +335,16 @@ impl TransactionWatch {
                         total,
                     });
                 }
+                "Notice" => {
+                    let (package, kind, path, message): (String, String, String, String) =
+                        body.deserialize().expect("Notice(s s s s)");
+                    log.notices.push(Notice {
+                        package,
+                        kind,
+                        path,
+                        message,
+                    });
+                }
                 "PackageDone" => {
                     let done: (String, String) = body.deserialize().expect("PackageDone(s s)");
                     log.package_done.push(done);
@@ -321,6 +399,7 @@ pub fn to_json(value: &Value<'_>) -> Json {
         Value::Signature(v) => json!(v.to_string()),
         Value::Value(v) => to_json(v),
         Value::Array(a) => Json::Array(a.iter().map(to_json).collect()),
+        Value::Structure(s) => Json::Array(s.fields().iter().map(to_json).collect()),
         Value::Dict(d) => Json::Object(
             d.iter()
                 .map(|(k, v)| {

@@ -5,6 +5,7 @@
 //! when a test fails. [`spkctl`] runs the client with a timeout and returns its exit code and
 //! output.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,21 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// How to start spkd: its arguments, and a command prefix it runs under (e.g. `nsenter -t PID
+/// -m --` to run it inside a test's mount namespace; the prefix must exec spkd, so that the
+/// child's pid, signals and exit status are spkd's own).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub prefix: Vec<OsString>,
+    /// `--root`, as spkd sees it.
+    pub root: PathBuf,
+    /// `--config`, as spkd sees it.
+    pub config: PathBuf,
+    pub bus_address: String,
+    /// Where its stdout and stderr go (appended).
+    pub log: PathBuf,
+}
+
 /// A running spkd.
 pub struct Spkd {
     child: Child,
@@ -79,19 +95,35 @@ impl Spkd {
         log: &Path,
         env: &[(&str, &str)],
     ) -> Spkd {
+        let launch = Launch {
+            prefix: Vec::new(),
+            root: root.to_path_buf(),
+            config: config.to_path_buf(),
+            bus_address: bus_address.to_string(),
+            log: log.to_path_buf(),
+        };
+        Spkd::launch(&launch, env).await
+    }
+
+    /// Start spkd as `launch` says, with these variables added to its environment.
+    pub async fn launch(launch: &Launch, env: &[(&str, &str)]) -> Spkd {
         // Append: a restarted daemon adds to the same log.
         let stderr = File::options()
             .create(true)
             .append(true)
-            .open(log)
+            .open(&launch.log)
             .expect("open spkd log");
-        let child = Command::new(binary("spkd"))
+        let spkd = binary("spkd");
+        let mut argv: Vec<OsString> = launch.prefix.clone();
+        argv.push(spkd.into_os_string());
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
             .arg("--root")
-            .arg(root)
+            .arg(&launch.root)
             .arg("--config")
-            .arg(config)
+            .arg(&launch.config)
             .arg("--bus")
-            .arg(bus_address)
+            .arg(&launch.bus_address)
             .arg("--log-level")
             .arg("debug")
             .envs(env.iter().copied())
@@ -102,9 +134,9 @@ impl Spkd {
             .expect("spawn spkd");
         let mut spkd = Spkd {
             child,
-            log: log.to_path_buf(),
+            log: launch.log.clone(),
         };
-        spkd.wait_ready(bus_address).await;
+        spkd.wait_ready(&launch.bus_address).await;
         spkd
     }
 
@@ -239,6 +271,28 @@ impl CtlOutput {
             "stderr does not contain {text:?}:\n{self}"
         );
         self
+    }
+
+    /// The `note: PACKAGE: MESSAGE` lines of stdout (what a transaction reported about
+    /// `.spknew`/`.spksave` files and mount points), in order. Panics unless they are the last
+    /// lines of stdout, right after the summary line, as spkctl prints them.
+    #[track_caller]
+    pub fn notes(&self) -> Vec<&str> {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        let first = lines
+            .iter()
+            .position(|l| l.starts_with("note: "))
+            .unwrap_or(lines.len());
+        let notes = lines[first..].to_vec();
+        assert!(
+            notes.iter().all(|l| l.starts_with("note: ")),
+            "the notes are not the last lines of stdout:\n{self}"
+        );
+        assert!(
+            notes.is_empty() || first > 0,
+            "no summary line before the notes:\n{self}"
+        );
+        notes
     }
 
     /// The `error: ...` line of stderr, or a panic.

@@ -12,8 +12,9 @@ use tempfile::TempDir;
 
 use crate::bus::Bus;
 use crate::client::Client;
-use crate::daemon::{CtlOutput, Spkd, spkctl};
+use crate::daemon::{CtlOutput, Launch, Spkd, spkctl};
 use crate::http::HttpServer;
+use crate::namespace::MountNamespace;
 use crate::repo::{GITHUB_API_PATH, GITHUB_OWNER, GITHUB_REPO, REPO_PATH, Repo, SigningKey};
 use crate::snapshot::Snapshot;
 
@@ -38,19 +39,24 @@ pub fn github_config(server: &HttpServer) -> String {
 /// A complete test environment.
 pub struct Env {
     pub spkd: Spkd,
-    config: PathBuf,
+    /// How spkd is (re)started: root, config, bus, log, and the mount namespace prefix.
+    pub(crate) launch: Launch,
     pub bus: Bus,
     pub server: HttpServer,
-    /// The target root spkd manages (`DIR/root`).
+    /// The target root as the test reads it: `DIR/root`, which is also what spkd is given;
+    /// for a root with real mounts ([`Env::builder`]), that path seen through the mount
+    /// namespace (`/proc/PID/root/DIR/root`).
     pub root: PathBuf,
     /// The tmpfs mounted on the root, if any, kept for its `Drop` (declared before `dir`:
     /// unmounted before the directory is removed).
-    _tmpfs: Option<Tmpfs>,
-    dir: TempDir,
+    pub(crate) _tmpfs: Option<Tmpfs>,
+    /// The mount namespace spkd runs in, if any (dropped after spkd, before `dir`).
+    pub(crate) namespace: Option<MountNamespace>,
+    pub(crate) dir: TempDir,
 }
 
 /// A tmpfs mounted for a test; lazily unmounted on drop (spkd may still hold it open then).
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     point: PathBuf,
 }
 
@@ -125,48 +131,40 @@ impl Env {
         std::fs::create_dir_all(config.parent().expect("etc/spk")).expect("create etc/spk");
         std::fs::write(&config, config_text).expect("write spk.toml");
         let bus = Bus::start(dir.path());
-        let spkd = Spkd::start(&root, &config, bus.address(), &dir.path().join("spkd.log")).await;
+        let launch = Launch {
+            prefix: Vec::new(),
+            root: root.clone(),
+            config,
+            bus_address: bus.address().to_string(),
+            log: dir.path().join("spkd.log"),
+        };
+        let spkd = Spkd::launch(&launch, &[]).await;
         Env {
             spkd,
-            config,
+            launch,
             bus,
             server,
             root,
             _tmpfs: tmpfs,
+            namespace: None,
             dir,
         }
     }
 
     /// Stop spkd with SIGTERM (if it still runs) and start a new one on the same root,
-    /// config and bus, with these variables added to its environment (e.g.
-    /// `[("SPKD_FAILPOINTS", "commit.mid-place")]`).
+    /// config and bus (and in the same mount namespace), with these variables added to its
+    /// environment (e.g. `[("SPKD_FAILPOINTS", "commit.mid-place")]`).
     pub async fn restart_spkd_with_env(&mut self, env: &[(&str, &str)]) {
         self.spkd
             .terminate(std::time::Duration::from_secs(15))
             .await;
-        self.spkd = Spkd::start_with_env(
-            &self.root,
-            &self.config,
-            self.bus.address(),
-            &self.dir.path().join("spkd.log"),
-            env,
-        )
-        .await;
+        self.spkd = Spkd::launch(&self.launch, env).await;
     }
 
     /// Stop spkd with SIGTERM (if it still runs) and start a new one on the same root,
     /// config and bus.
     pub async fn restart_spkd(&mut self) {
-        self.spkd
-            .terminate(std::time::Duration::from_secs(15))
-            .await;
-        self.spkd = Spkd::start(
-            &self.root,
-            &self.config,
-            self.bus.address(),
-            &self.dir.path().join("spkd.log"),
-        )
-        .await;
+        self.restart_spkd_with_env(&[]).await;
     }
 
     /// Trust `key`: write its public key to `ROOT/etc/spk/keys/NAME.pub` (read at every
@@ -236,6 +234,42 @@ impl Env {
             .is_file()
     }
 
+    /// The sha256 names of the tarballs in spkd's cache (`var/cache/spk/<sha256>.tar.xz`),
+    /// sorted.
+    pub fn cached_tarballs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("var/cache/spk"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.strip_suffix(".tar.xz"))
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The installed version of package `name` as `spkctl info` shows it, `None` when it is
+    /// not installed.
+    pub async fn installed_version(&self, name: &str) -> Option<String> {
+        let info = self.spkctl_json(&["info", name]).await;
+        info.assert_success();
+        let json = info.json();
+        match json["state"].as_str() {
+            Some("installed" | "upgradable" | "broken") => Some(
+                json["installed-version"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no installed-version: {info}"))
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Panic unless `rel` is a regular file with exactly this content and permission bits.
     #[track_caller]
     pub fn assert_file(&self, rel: &str, content: &[u8], mode: u32) {
@@ -262,6 +296,24 @@ impl Env {
             mode,
             "{rel} has mode {:o}, expected {mode:o}",
             meta.permissions().mode() & 0o7777
+        );
+    }
+
+    /// Panic unless `rel` is a regular file with exactly this content (whatever its mode: on
+    /// FAT every file shows the same permission bits).
+    #[track_caller]
+    pub fn assert_content(&self, rel: &str, content: &[u8]) {
+        let actual = std::fs::read(self.path(rel)).unwrap_or_else(|e| {
+            panic!(
+                "{rel} is missing ({e}); the root holds:\n{}",
+                self.snapshot().listing()
+            )
+        });
+        assert!(
+            actual == content,
+            "{rel} has content {:?}, expected {:?}",
+            String::from_utf8_lossy(&actual),
+            String::from_utf8_lossy(content)
         );
     }
 

@@ -70,6 +70,9 @@ pub struct Package {
     pub entries: Vec<Entry>,
     /// Write entry names as `./usr/...` instead of `usr/...`.
     pub dot_prefix: bool,
+    /// Leave out the parent directory entries `tar -c` would write (an archive that ships
+    /// `tmp/x` but no `tmp/`).
+    pub no_parent_entries: bool,
 }
 
 impl Package {
@@ -82,6 +85,7 @@ impl Package {
             description: format!("{name} {version} test package"),
             entries: Vec::new(),
             dot_prefix: false,
+            no_parent_entries: false,
         }
     }
 
@@ -99,6 +103,13 @@ impl Package {
     /// Name entries `./path` like `tar -C dir -c .` does.
     pub fn dot_prefixed(mut self) -> Package {
         self.dot_prefix = true;
+        self
+    }
+
+    /// Write no directory entries but those declared with [`Package::dir`]: the archive
+    /// holds `tmp/x` without `tmp/`.
+    pub fn without_parent_entries(mut self) -> Package {
+        self.no_parent_entries = true;
         self
     }
 
@@ -167,7 +178,8 @@ impl Package {
     }
 
     /// The entries in archive order: every missing parent directory (mode 0755) before
-    /// the first entry below it, then the entries as declared.
+    /// the first entry below it (unless [`Package::without_parent_entries`]), then the
+    /// entries as declared.
     fn archive_entries(&self) -> Vec<Entry> {
         let mut emitted: BTreeSet<String> = BTreeSet::new();
         let mut out = Vec::new();
@@ -176,6 +188,9 @@ impl Package {
             let mut parent = String::new();
             let parts: Vec<&str> = path.split('/').collect();
             for part in &parts[..parts.len() - 1] {
+                if self.no_parent_entries {
+                    break;
+                }
                 if !parent.is_empty() {
                     parent.push('/');
                 }
