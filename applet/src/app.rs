@@ -211,6 +211,7 @@ impl App {
                 name,
                 version,
             } => self.model.package_done(&path, &name, &version),
+            SpkdEvent::Notice { path, message } => self.model.notice(&path, &message),
             SpkdEvent::TransactionFinished {
                 path,
                 state,

@@ -52,6 +52,8 @@ pub struct Job {
     pub error_message: String,
     /// `PackageDone(name, version)` so far: "kate 2.0-1".
     pub done: Vec<String>,
+    /// `Notice` messages so far (a changed configuration file kept beside the new one…).
+    pub notices: Vec<String>,
 }
 
 impl Job {
@@ -88,12 +90,17 @@ impl Job {
             ("remove", Some(_), _) => "Packages could not be removed",
             _ => "Packages could not be installed",
         };
-        let body = match &error {
+        let mut body = match &error {
             Some(e) => e.clone(),
             None if !self.done.is_empty() => self.done.join("\n"),
             None if self.packages.is_empty() => "The system is up to date.".to_owned(),
             None => self.packages.join(", "),
         };
+        // What the admin has to look at: kept configuration files and the like.
+        for notice in &self.notices {
+            body.push('\n');
+            body.push_str(notice);
+        }
         Effect::JobEnded {
             summary: summary.to_owned(),
             body,
@@ -357,6 +364,13 @@ impl Model {
         }
     }
 
+    /// A transaction sent `Notice(…, message)`.
+    pub fn notice(&mut self, path: &str, message: &str) {
+        if let Some(job) = self.job.as_mut().filter(|j| j.path == path) {
+            job.notices.push(message.to_owned());
+        }
+    }
+
     /// A transaction sent `Finished(state, error_name, message)`.
     pub fn transaction_finished(&mut self, path: &str, state: &str, message: &str) -> Vec<Effect> {
         if self.checking.as_deref() == Some(path) {
@@ -475,6 +489,7 @@ mod tests {
             current_package: String::new(),
             error_message: String::new(),
             done: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -501,6 +516,26 @@ mod tests {
         assert_eq!(view.tooltip_title, "2 updates available");
         assert_eq!(view.tooltip_body, "kate, plasma");
         assert!(view.can_install);
+    }
+
+    #[test]
+    fn the_end_of_an_upgrade_mentions_kept_configuration_files() {
+        let mut m = present();
+        m.transaction_seen(job("/t/1", "upgrade", "installing", 50));
+        m.package_done("/t/1", "kate", "2.0-1");
+        let kept =
+            "etc/kate.conf was changed locally and kept; the new version is etc/kate.conf.spknew";
+        m.notice("/t/1", kept);
+        m.notice("/t/other", "not this transaction's");
+        let effects = m.transaction_finished("/t/1", "finished", "");
+        let body = effects.iter().find_map(|e| match e {
+            Effect::JobEnded { body, .. } => Some(body.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            body.as_deref(),
+            Some(format!("kate 2.0-1\n{kept}").as_str())
+        );
     }
 
     #[test]

@@ -148,6 +148,7 @@ impl Spkd {
             current_package: String::new(),
             error_message: String::new(),
             done: Vec::new(),
+            notices: Vec::new(),
         };
         apply_properties(&mut job, &all);
         Ok(job)

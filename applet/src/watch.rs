@@ -40,6 +40,9 @@ pub enum SpkdEvent {
         name: String,
         version: String,
     },
+    /// `Notice(package, kind, path, message)` of the transaction at `path` (a configuration
+    /// file kept, a mount point left alone).
+    Notice { path: String, message: String },
     /// `Finished(state, error_name, message)` of the transaction at `path`.
     TransactionFinished {
         path: String,
@@ -159,6 +162,14 @@ impl Watch {
                     path: path.to_owned(),
                     name,
                     version,
+                })
+            }
+            (TRANSACTION_IFACE, "Notice") if path.starts_with(TRANSACTION_PREFIX) => {
+                let (_package, _kind, _file, message): (String, String, String, String) =
+                    msg.body().deserialize().ok()?;
+                Some(SpkdEvent::Notice {
+                    path: path.to_owned(),
+                    message,
                 })
             }
             (TRANSACTION_IFACE, "Finished") if path.starts_with(TRANSACTION_PREFIX) => {

@@ -806,7 +806,7 @@ impl Engine {
                     .and_then(|mut l| l.mount_of("").ok())
                     .unwrap_or(0);
                 return Err(Error::NoSpace {
-                    place: table.describe(id, &dir),
+                    place: table.describe(id, &self.layout.root, &dir),
                     what,
                     needed: bytes,
                     free,

@@ -57,12 +57,20 @@ impl MountTable {
         self.mounts.get(&id)
     }
 
-    /// "MOUNT POINT (FSTYPE)" for messages, or a fallback naming `path`.
-    pub fn describe(&self, id: u64, path: &Path) -> String {
-        match self.get(id) {
-            Some(m) => format!("{} ({})", m.point, m.fstype),
-            None => path.display().to_string(),
-        }
+    /// "MOUNT POINT (FSTYPE)" for messages, the mount point as the target `root` sees it
+    /// (`/boot/efi`; `/` for the mount holding the root itself), or, for an unknown mount, the
+    /// directory `fallback`.
+    pub fn describe(&self, id: u64, root: &Path, fallback: &Path) -> String {
+        let Some(m) = self.get(id) else {
+            return fallback.display().to_string();
+        };
+        let point = Path::new(&m.point);
+        let seen = match point.strip_prefix(root) {
+            Ok(rel) => format!("/{}", rel.display()),
+            Err(_) if root.starts_with(point) => "/".to_owned(),
+            Err(_) => m.point.clone(),
+        };
+        format!("{seen} ({})", m.fstype)
     }
 }
 
@@ -112,10 +120,23 @@ mod tests {
         let efi = table.get(66).unwrap();
         assert_eq!(efi.point, "/mnt/my efi");
         assert_eq!(efi.fstype, "fuse.fusefat");
+        let root = Path::new("/mnt");
         assert_eq!(
-            table.describe(66, Path::new("x")),
+            table.describe(66, root, Path::new("x")),
+            "/my efi (fuse.fusefat)"
+        );
+        assert_eq!(
+            table.describe(22, Path::new("/"), Path::new("x")),
+            "/proc (proc)"
+        );
+        assert_eq!(
+            table.describe(22, Path::new("/proc/x"), Path::new("x")),
+            "/ (proc)"
+        );
+        assert_eq!(
+            table.describe(66, Path::new("/srv"), Path::new("x")),
             "/mnt/my efi (fuse.fusefat)"
         );
-        assert_eq!(table.describe(7, Path::new("/x")), "/x");
+        assert_eq!(table.describe(7, root, Path::new("/x")), "/x");
     }
 }

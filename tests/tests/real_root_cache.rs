@@ -176,7 +176,8 @@ async fn a_download_that_cannot_fit_is_refused_before_downloading() {
     assert!(
         message.contains("not enough free space on / (tmpfs) for ")
             && message.contains(": needs ")
-            && message.ends_with(" free"),
+            && message.contains(" free (")
+            && message.ends_with(" short)"),
         "{run}"
     );
     assert_eq!(env.server.tarball_gets(), Vec::<String>::new());

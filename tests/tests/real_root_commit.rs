@@ -155,26 +155,60 @@ async fn an_error_mid_commit_puts_the_previous_version_back() {
 }
 
 #[tokio::test]
-async fn a_read_only_directory_fails_the_upgrade_and_the_old_version_is_restored() {
+async fn a_read_only_mount_is_refused_before_anything_changes() {
     let env = plasma_1_installed_with(2).await;
     env.make_read_only("usr/share/plasma");
     let before = env.snapshot();
 
     let run = env.spkctl_json(&["upgrade"]).await;
 
+    // The new files are copied onto that file system first, so it fails there, with nothing
+    // changed yet.
     let message = io_failure(
         &run,
-        "plasma: could not place usr/share/plasma",
-        &format!("; {RESTORED}"),
+        "plasma: cannot write to the file system at /usr/share/plasma (tmpfs) (for usr/share/plasma/",
+        ": Read-only file system (os error 30)",
     );
-    assert!(
-        message.contains(": Read-only file system (os error 30); "),
-        "{run}"
-    );
+    assert!(!message.contains("restored"), "{run}");
     before.assert_same_content(&env.snapshot());
     assert_plasma_is(&env, 1).await;
 
     env.unmount("usr/share/plasma");
+    env.spkctl(&["upgrade"]).await.assert_success();
+    assert_plasma_is(&env, 2).await;
+}
+
+/// Set or clear the immutable attribute of `path` (`chattr`, e2fsprogs): renames over it and
+/// links to it fail with EPERM, as on a damaged or locked-down system.
+fn immutable(path: &Path, on: bool) {
+    let status = std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .status()
+        .expect("run chattr (e2fsprogs)");
+    assert!(status.success(), "chattr on {} failed", path.display());
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_replaced_fails_the_upgrade_and_the_old_version_is_restored() {
+    let env = plasma_1_installed_with(2).await;
+    // The last of plasma's files in commit order: every other one is in place when it fails.
+    let locked = env.path("usr/share/plasma/part-09");
+    immutable(&locked, true);
+    let before = env.snapshot();
+
+    let run = env.spkctl_json(&["upgrade"]).await;
+
+    immutable(&locked, false);
+    let message = io_failure(
+        &run,
+        "plasma: could not place usr/share/plasma/part-09: ",
+        &format!(": Operation not permitted (os error 1); {RESTORED}"),
+    );
+    assert!(message.contains("keep a backup of"), "{run}");
+    before.assert_same_content(&env.snapshot());
+    assert_plasma_is(&env, 1).await;
+
     env.spkctl(&["upgrade"]).await.assert_success();
     assert_plasma_is(&env, 2).await;
 }
@@ -203,13 +237,14 @@ async fn v2_failing_then_v3_killed_mid_download_then_a_restart_leave_v1() {
     assert_plasma_is(&env, 3).await;
 }
 
-/// The staging tree of plasma in the interrupted transaction:
-/// `var/lib/spk/staging/<txid>/plasma`, which must exist exactly once.
+/// The staged tree of plasma's interrupted commit, `var/lib/spk/staging/<txid>/plasma/tree`
+/// (beside it, `backup/` holds hard links of the live files being replaced: those are the old
+/// version itself, not staging to tamper with).
 fn staging_tree(env: &Env) -> PathBuf {
     let trees: Vec<PathBuf> = std::fs::read_dir(env.path("var/lib/spk/staging"))
         .map(|d| {
             d.flatten()
-                .map(|e| e.path().join("plasma"))
+                .map(|e| e.path().join("plasma/tree"))
                 .filter(|p| p.is_dir())
                 .collect()
         })
@@ -217,7 +252,7 @@ fn staging_tree(env: &Env) -> PathBuf {
     assert_eq!(
         trees.len(),
         1,
-        "expected one staging tree var/lib/spk/staging/<txid>/plasma after the crash, found \
+        "expected one staging tree var/lib/spk/staging/<txid>/plasma/tree after the crash, found \
          {trees:?}"
     );
     trees.into_iter().next().expect("one tree")

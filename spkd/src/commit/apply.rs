@@ -77,6 +77,36 @@ fn keep(tree: &mut Tree, live: &str, backup: &str, staged: &str) -> Result<(), E
     }
 }
 
+/// Whether `step` (Place, MoveTree) was carried out: `live` holds the staged inode. Without a
+/// recorded inode, whether the staged content is gone.
+fn placed(tree: &mut Tree, step: &Step) -> Result<bool, StepError> {
+    let live = step.live.as_str();
+    if step.ino == 0 {
+        return Ok(!tree
+            .exists(&step.staged)
+            .map_err(|e| fail(live, "stat staged", e))?);
+    }
+    Ok(tree
+        .stat(live)
+        .map_err(|e| fail(live, "stat", e))?
+        .is_some_and(|st| st.ino == step.ino))
+}
+
+/// Record the inode of each step's staged content (before the first step runs).
+pub fn record_inodes(tree: &mut Tree, steps: &mut [Step]) -> Result<(), StepError> {
+    for step in steps
+        .iter_mut()
+        .filter(|s| matches!(s.op, Op::Place | Op::MoveTree))
+    {
+        let st = tree
+            .stat(&step.staged)
+            .map_err(|e| fail(&step.live, "stat staged", e))?
+            .ok_or_else(|| fail(&step.live, "stat staged", Errno::NOENT))?;
+        step.ino = st.ino;
+    }
+    Ok(())
+}
+
 /// Carry out `steps` from wherever an earlier run stopped. `midway` is called once, half-way
 /// (the crash tests' failpoint).
 pub fn forward(
@@ -100,7 +130,9 @@ fn forward_one(tree: &mut Tree, step: &Step) -> Result<(), StepError> {
     let live = step.live.as_str();
     match step.op {
         Op::Place => {
-            // A staged path that is gone was placed by an earlier run.
+            if placed(tree, step)? {
+                return Ok(());
+            }
             let flags = if step.backup.is_empty() {
                 RenameFlags::NOREPLACE
             } else {
@@ -109,19 +141,21 @@ fn forward_one(tree: &mut Tree, step: &Step) -> Result<(), StepError> {
                 RenameFlags::empty()
             };
             match rename(tree, &step.staged, live, flags) {
-                Ok(()) | Err(Errno::NOENT) => {}
+                Ok(()) => {}
+                // Gone without an inode to tell: placed by an earlier run.
+                Err(Errno::NOENT) if step.ino == 0 => {}
                 Err(e) => return Err(fail(live, "rename into place", e)),
             }
         }
         Op::MoveTree => {
-            if !tree
-                .exists(&step.staged)
-                .map_err(|e| fail(live, "stat staged", e))?
-            {
+            if placed(tree, step)? {
                 return Ok(());
             }
-            rename(tree, &step.staged, live, RenameFlags::NOREPLACE)
-                .map_err(|e| fail(live, "rename into place", e))?;
+            match rename(tree, &step.staged, live, RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(Errno::NOENT) if step.ino == 0 => {}
+                Err(e) => return Err(fail(live, "rename into place", e)),
+            }
             tree.forget(&step.staged);
         }
         Op::MakeDir => {
@@ -172,37 +206,50 @@ pub fn rollback(tree: &mut Tree, steps: &[Step]) -> Vec<StepError> {
 
 fn back_one(tree: &mut Tree, step: &Step) -> Result<(), StepError> {
     let live = step.live.as_str();
-    let exists = |tree: &mut Tree, p: &str| tree.exists(p).map_err(|e| fail(p, "stat", e));
+    let stat = |tree: &mut Tree, p: &str| tree.stat(p).map_err(|e| fail(p, "stat", e));
     match step.op {
         Op::Place => {
-            let placed = !exists(tree, &step.staged)?;
-            let backup = !step.backup.is_empty() && exists(tree, &step.backup)?;
-            match (placed, backup) {
-                // The old one comes back over the new one in one rename.
-                (true, true) => rename(tree, &step.backup, live, RenameFlags::empty())
-                    .map_err(|e| fail(live, "restore", e))?,
-                (true, false) => {
+            let placed = placed(tree, step)?;
+            let backup = if step.backup.is_empty() {
+                None
+            } else {
+                stat(tree, &step.backup)?
+            };
+            match backup {
+                // What stood there comes back (over the new file, in one rename), unless the
+                // backup is a link to what stands there still.
+                Some(b) => {
+                    let same = stat(tree, live)?.is_some_and(|l| l.ino == b.ino);
+                    if same && !placed {
+                        let (dir, name) = tree
+                            .at(&step.backup)
+                            .map_err(|e| fail(live, "open backup", e))?;
+                        rustix::fs::unlinkat(dir, name, AtFlags::empty())
+                            .map_err(|e| fail(live, "drop backup", e))?;
+                    } else {
+                        rename(tree, &step.backup, live, RenameFlags::empty())
+                            .map_err(|e| fail(live, "restore", e))?;
+                    }
+                }
+                // Nothing stood there: the new file goes.
+                None if placed && step.backup.is_empty() => {
                     let (dir, name) = tree.at(live).map_err(|e| fail(live, "open parent", e))?;
                     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
                         Ok(()) | Err(Errno::NOENT) => {}
                         Err(e) => return Err(fail(live, "remove", e)),
                     }
                 }
-                (false, true) if exists(tree, live)? => {
-                    let (dir, name) = tree
-                        .at(&step.backup)
-                        .map_err(|e| fail(live, "open backup", e))?;
-                    rustix::fs::unlinkat(dir, name, AtFlags::empty())
-                        .map_err(|e| fail(live, "drop backup", e))?;
+                // What stood there is gone with its backup: it cannot come back.
+                None if placed || stat(tree, live)?.is_none() => {
+                    return Err(fail(live, "restore (the backup is gone)", Errno::NOENT));
                 }
-                // Moved aside (no hard links here) but not yet replaced: move it back.
-                (false, true) => rename(tree, &step.backup, live, RenameFlags::empty())
-                    .map_err(|e| fail(live, "restore", e))?,
-                (false, false) => {}
+                None => {}
             }
         }
         Op::MoveTree => {
-            if !exists(tree, &step.staged)? && exists(tree, live)? {
+            if placed(tree, step)? {
+                // Back where it was staged (the area may be gone: made again, deleted later).
+                make_dirs(tree, split(&step.staged).0)?;
                 rename(tree, live, &step.staged, RenameFlags::NOREPLACE)
                     .map_err(|e| fail(live, "take back", e))?;
                 tree.forget(live);
@@ -216,7 +263,7 @@ fn back_one(tree: &mut Tree, step: &Step) -> Result<(), StepError> {
             }
         }
         Op::MoveAside => {
-            if exists(tree, &step.backup)? {
+            if stat(tree, &step.backup)?.is_some() {
                 rename(tree, &step.backup, live, RenameFlags::empty())
                     .map_err(|e| fail(live, "restore", e))?;
                 tree.forget(live);
@@ -238,34 +285,29 @@ pub fn staged_intact(
     let by_path: std::collections::HashMap<&str, &FileRecord> =
         records.iter().map(|r| (r.path.as_str(), r)).collect();
     for step in steps {
-        match step.op {
-            Op::Place => {
-                if !tree.exists(&step.staged).map_err(|e| e.to_string())? {
-                    continue;
-                }
-                let record = by_path
-                    .get(step.live.as_str())
-                    .or_else(|| {
-                        step.live
-                            .strip_suffix(".spknew")
-                            .and_then(|p| by_path.get(p))
-                    })
-                    .ok_or_else(|| format!("{} is not in the package", step.live))?;
-                check_staged(tree, &step.staged, record)?;
+        if !matches!(step.op, Op::Place | Op::MoveTree)
+            || placed(tree, step).map_err(|e| e.to_string())?
+        {
+            continue;
+        }
+        if step.op == Op::Place {
+            let record = by_path
+                .get(step.live.as_str())
+                .or_else(|| {
+                    step.live
+                        .strip_suffix(".spknew")
+                        .and_then(|p| by_path.get(p))
+                })
+                .ok_or_else(|| format!("{} is not in the package", step.live))?;
+            check_staged(tree, &step.staged, record)?;
+        } else {
+            for r in records
+                .iter()
+                .filter(|r| r.path == step.live || crate::live::is_beneath(&r.path, &step.live))
+            {
+                let staged = format!("{}{}", step.staged, &r.path[step.live.len()..]);
+                check_staged(tree, &staged, r)?;
             }
-            Op::MoveTree => {
-                if !tree.exists(&step.staged).map_err(|e| e.to_string())? {
-                    continue;
-                }
-                for r in records
-                    .iter()
-                    .filter(|r| crate::live::is_beneath(&r.path, &step.live))
-                {
-                    let staged = format!("{}{}", step.staged, &r.path[step.live.len()..]);
-                    check_staged(tree, &staged, r)?;
-                }
-            }
-            Op::MakeDir | Op::MoveAside => {}
         }
     }
     Ok(())

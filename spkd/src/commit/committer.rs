@@ -82,6 +82,11 @@ impl Committer<'_> {
             .filter(|(mount, _)| prepared.modeless.contains(mount))
             .map(|(_, path)| path.clone())
             .collect();
+        if let Err(e) = apply::record_inodes(&mut tree, &mut intent.steps) {
+            self.remove_areas(&intent);
+            self.db.abandon(&name)?;
+            return Err(Error::io(format!("{name}: staging {}", e.path), e.error));
+        }
         failpoint::hit("commit.before-journal");
         intent.phase = Phase::Placing;
         self.db.begin(&name, &intent)?;
@@ -331,7 +336,7 @@ impl Committer<'_> {
                 .map_err(|e| Error::io(format!("checking free space of {}", dir.display()), e))?;
             if free < bytes {
                 return Err(Error::NoSpace {
-                    place: mounts.describe(mount, &dir),
+                    place: mounts.describe(mount, self.root, &dir),
                     what: name.to_owned(),
                     needed: bytes,
                     free,

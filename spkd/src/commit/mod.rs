@@ -50,6 +50,15 @@ pub struct Step {
     /// Mode of a directory to create (MakeDir).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub mode: u32,
+    /// Inode of the staged content (Place, MoveTree), recorded before the first step: a rename
+    /// keeps it, so `live` holding this inode means the step was carried out, whatever became
+    /// of the staging since.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub ino: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A package's commit (or removal) in progress, written durably before the live root changes,

@@ -130,8 +130,8 @@ struct Planner<'a, 'b> {
     plan: Plan,
     /// The old version's records by canonical path.
     old: HashMap<&'a str, &'a FileRecord>,
-    /// Canonical path → the logical path that claimed it.
-    seen: HashMap<String, String>,
+    /// Canonical path → the logical path that claimed it, and whether it is a directory.
+    seen: HashMap<String, (String, bool)>,
     /// Mount id → this package's area on it.
     areas: HashMap<u64, String>,
     backups: usize,
@@ -194,13 +194,17 @@ impl Planner<'_, '_> {
     /// Add `r` at canonical `path` to the manifest.
     fn keep(&mut self, r: &FileRecord, path: String) -> Result<()> {
         if let Some(first) = self.seen.get(&path) {
+            // Two spellings of one directory (bin and sbin on a merged /usr) are one directory.
+            if r.is_dir() && first.1 {
+                return Ok(());
+            }
             return Err(path_conflict(
                 self.input.name,
                 &path,
-                format!("the package has it twice, as {first} and {}", r.path),
+                format!("the package has it twice, as {} and {}", first.0, r.path),
             ));
         }
-        self.seen.insert(path.clone(), r.path.clone());
+        self.seen.insert(path.clone(), (r.path.clone(), r.is_dir()));
         self.plan.records.push(FileRecord {
             path,
             kind: r.kind.clone(),
@@ -274,6 +278,7 @@ impl Planner<'_, '_> {
                 staged: join(self.input.tree, &r.path),
                 backup: String::new(),
                 mode: 0,
+                ino: 0,
             });
             self.moved = Some((r.path.clone(), path.clone()));
         } else {
@@ -283,6 +288,7 @@ impl Planner<'_, '_> {
                 staged: String::new(),
                 backup: String::new(),
                 mode: r.mode,
+                ino: 0,
             });
             self.plan.foreign.push((mount, path.clone()));
         }
@@ -330,6 +336,7 @@ impl Planner<'_, '_> {
             staged: String::new(),
             backup,
             mode: 0,
+            ino: 0,
         });
         Ok(())
     }
@@ -372,6 +379,7 @@ impl Planner<'_, '_> {
             staged,
             backup,
             mode: 0,
+            ino: 0,
         });
         Ok(())
     }

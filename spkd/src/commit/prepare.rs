@@ -41,16 +41,26 @@ pub fn prepare(
     let mut prepared = Prepared::default();
     // Staged inode → first copy: hard links stay hard links.
     let mut linked: HashMap<(u64, u64), String> = HashMap::new();
+    let unwritable = |mount: u64, path: &str, e: std::io::Error| {
+        Error::io(
+            format!(
+                "{package}: cannot write to the file system at {} (for {path})",
+                mounts.describe(mount, root, &root.join(path))
+            ),
+            e,
+        )
+    };
     for copy in copies {
         let cannot = |what: &str| Error::PathConflict {
             package: package.to_owned(),
             path: copy.live.clone(),
             reason: format!(
                 "the file system at {} cannot hold {what}",
-                mounts.describe(copy.mount, &root.join(&copy.live))
+                mounts.describe(copy.mount, root, &root.join(&copy.live))
             ),
         };
-        make_dirs(tree, split(&copy.to).0).map_err(|e| io("creating", &e.path, e.error))?;
+        make_dirs(tree, split(&copy.to).0)
+            .map_err(|e| unwritable(copy.mount, &copy.live, e.error))?;
         match &copy.kind {
             FileKind::Symlink { target } => {
                 let (dir, name) = tree
@@ -99,7 +109,15 @@ pub fn prepare(
         }
     }
     for step in steps.iter().filter(|s| !s.backup.is_empty()) {
-        make_dirs(tree, split(&step.backup).0).map_err(|e| io("creating", &e.path, e.error))?;
+        make_dirs(tree, split(&step.backup).0).map_err(|e| {
+            Error::io(
+                format!(
+                    "{package}: cannot keep a backup of {} at {}",
+                    step.live, e.path
+                ),
+                e.error,
+            )
+        })?;
     }
     let mut flushed = HashSet::new();
     for copy in copies {
