@@ -394,7 +394,7 @@ impl Engine {
             });
             match &result {
                 Ok(o) => tracing::info!(changed = ?o.changed, "done"),
-                Err(e) => tracing::warn!(error = %e, "failed"),
+                Err(e) => tracing::warn!(error = %e.message(), "failed"),
             }
             if !done.is_empty()
                 && let Err(e) = self.db.write_dump()
@@ -416,6 +416,20 @@ impl Engine {
         if !self.db.journal::<crate::commit::Intent>()?.is_empty() {
             self.recover()?;
         }
+        // Root's alone: no local user may look into (let alone plant anything in) a package
+        // being unpacked.
+        let staging = self.layout.root.join(&self.staging);
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&staging)
+                .and_then(|()| {
+                    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+        }
         self.db.next_tx()
     }
 
@@ -430,7 +444,7 @@ impl Engine {
         let (state, error) = match result {
             Ok(_) => ("finished", String::new()),
             Err(Error::Cancelled) => ("cancelled", String::new()),
-            Err(e) => ("failed", e.to_string()),
+            Err(e) => ("failed", e.message()),
         };
         let entry = HistoryEntry {
             id: 0,

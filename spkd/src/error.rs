@@ -179,6 +179,12 @@ impl Error {
         }
     }
 
+    /// The message for clients, logs and the history: at most [`MAX_MESSAGE`] bytes, as parts
+    /// of it (entry names, server replies, URLs) come from archives and servers.
+    pub fn message(&self) -> String {
+        bounded(self.to_string())
+    }
+
     /// Wrap an I/O error with what was being done (and to which path).
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
@@ -186,6 +192,22 @@ impl Error {
             source,
         }
     }
+}
+
+/// Longest message spkd passes on (D-Bus errors, `ErrorMessage`, history, log lines).
+pub const MAX_MESSAGE: usize = 1024;
+
+/// `text` cut to [`MAX_MESSAGE`] bytes (on a character boundary), marked with "…" when cut.
+pub fn bounded(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// Paths for a message: all of them up to 20, then how many more.

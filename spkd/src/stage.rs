@@ -246,10 +246,19 @@ async fn pipeline(
             .map_err(UnpackError::Read)?;
         return Ok((Vec::new(), verified));
     }
-    std::fs::create_dir_all(dir).map_err(|error| UnpackError::Write {
-        path: dir.to_owned(),
-        error,
-    })?;
+    // Root's alone (and so are its parents in the staging area): no local user can reach into
+    // a package while it unpacks.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|error| UnpackError::Write {
+                path: dir.to_owned(),
+                error,
+            })?;
+    }
     if mode == Mode::Unpack {
         let decoder = XzDecoder::with_mem_limit(
             BufReader::with_capacity(128 * 1024, verified),
@@ -363,6 +372,16 @@ fn classify(e: UnpackError, pkg: &Available, source: &str, seen: u64) -> Error {
             Error::io(format!("{package}: writing {}", path.display()), error)
         }
         UnpackError::Read(error) => {
+            if error
+                .get_ref()
+                .is_some_and(|i| i.is::<crate::verify::CacheWrite>())
+            {
+                // The disk is full (or failing) under the cache: not the archive's fault.
+                return Error::io(
+                    format!("{package}: writing its tarball into the cache"),
+                    error,
+                );
+            }
             if let Some(too_long) = error.get_ref().and_then(|i| i.downcast_ref::<TooLong>()) {
                 return Error::SizeMismatch {
                     package,

@@ -2,20 +2,32 @@
 //! is created: only regular files, directories, symlinks and hard links to earlier files of the
 //! same package; safe names; masked modes; caps on entries and sizes. Any refused entry fails the
 //! whole package (never a silent skip). Returns the manifest of what was staged.
+//!
+//! The stream is not verified yet while it unpacks (its sha256 is known only at its end), so
+//! nothing in it may make spkd use unbounded memory: between two entries the tar reader may
+//! consume only the previous entry's unread data plus [`HEADER_ALLOWANCE`] (GNU long names and
+//! pax records are read whole into memory by the tar library, so they are capped before they
+//! are read), every entry's declared size counts against the package's limits, and so do the
+//! bytes of its names. Every file is created relative to directory handles of the staging tree,
+//! never through a symlink.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
+use rustix::fs::{AtFlags, Mode, OFlags};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio_tar::{Archive, EntryType};
 
 use crate::entry_path::{check_symlink_target, enclosed_path};
 use crate::index::{IndexEntry, PackageKind};
+use crate::live::Tree;
 use crate::manifest::{FileKind, FileRecord};
 
 /// The umask spkd runs with. Modes are created through it and fixed up with an explicit chmod
@@ -27,17 +39,28 @@ fn masked(mode: u32) -> bool {
     mode & UMASK != 0
 }
 
+/// What the tar reader may consume between two entries beyond the previous entry's unread
+/// data: its padding, the headers, and GNU long name / long link / pax extension records.
+pub const HEADER_ALLOWANCE: u64 = 256 * 1024;
+
+/// Most a package of unknown installed size may unpack to, per byte of its tarball.
+pub const MAX_RATIO: u64 = 200;
+
 /// Caps against decompression bombs and absurd archives.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_entries: u64,
     pub max_file_bytes: u64,
     pub max_total_bytes: u64,
+    /// Bytes of all the package's paths together (what the manifest keeps in memory).
+    pub max_name_bytes: u64,
 }
 
 impl Limits {
     /// Caps for one package: the index's `installed_size` (plus slack) bounds the total when
-    /// known, so a small package cannot unpack into gigabytes.
+    /// known, so a small package cannot unpack into gigabytes; when unknown (a GitHub asset),
+    /// [`MAX_RATIO`] times the tarball's size does (real packages stay far below it; a stream of
+    /// zeros declared as content does not).
     pub fn for_package(entry: &IndexEntry) -> Limits {
         const ABSOLUTE_TOTAL: u64 = 64 << 30;
         let total = if entry.installed_size > 0 {
@@ -45,14 +68,15 @@ impl Limits {
                 .installed_size
                 .saturating_add(entry.installed_size / 10)
                 .saturating_add(1 << 20)
-                .min(ABSOLUTE_TOTAL)
         } else {
-            ABSOLUTE_TOTAL
-        };
+            entry.size.saturating_mul(MAX_RATIO).max(16 << 20)
+        }
+        .min(ABSOLUTE_TOTAL);
         Limits {
             max_entries: 500_000,
             max_file_bytes: 16 << 30,
             max_total_bytes: total,
+            max_name_bytes: 16 << 20,
         }
     }
 }
@@ -86,25 +110,97 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     package: &IndexEntry,
     limits: &Limits,
 ) -> Result<(Vec<FileRecord>, R), UnpackError> {
-    let mut archive = Archive::new(reader);
-    let mut stager = Stager::new(staging, package, limits);
+    let budget = Arc::new(AtomicU64::new(HEADER_ALLOWANCE));
+    let mut archive = Archive::new(Budgeted {
+        inner: reader,
+        budget: budget.clone(),
+    });
+    let tree = Tree::open(staging).map_err(|error| UnpackError::Write {
+        path: staging.to_owned(),
+        error,
+    })?;
+    let mut stager = Stager::new(tree, staging, package, limits);
     {
         let mut entries = archive.entries().map_err(UnpackError::Read)?;
-        while let Some(entry) = entries.next().await {
-            let mut entry = entry.map_err(UnpackError::Read)?;
+        loop {
+            budget.store(
+                stager.unread.saturating_add(HEADER_ALLOWANCE),
+                Ordering::Relaxed,
+            );
+            let Some(entry) = entries.next().await else {
+                break;
+            };
+            budget.store(u64::MAX, Ordering::Relaxed);
+            let mut entry = entry.map_err(over_budget)?;
             stager.entry(&mut entry).await?;
             if stager.records.len() == 2 {
                 crate::failpoint::hit("stage.mid-unpack");
             }
         }
     }
+    budget.store(u64::MAX, Ordering::Relaxed);
     let reader = archive
         .into_inner()
         .map_err(|_| UnpackError::Read(std::io::Error::other("tar reader still in use")))?;
-    Ok((stager.records, reader))
+    Ok((stager.records, reader.inner))
+}
+
+/// The tar reader went beyond what headers and extension records may take.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "archive header data larger than {HEADER_ALLOWANCE} bytes (a GNU long name, long link or pax record)"
+)]
+struct OverBudget;
+
+fn over_budget(e: std::io::Error) -> UnpackError {
+    if e.get_ref().is_some_and(|i| i.is::<OverBudget>()) {
+        return refuse("(archive headers)", OverBudget.to_string());
+    }
+    UnpackError::Read(e)
+}
+
+/// Counts what the tar reader consumes against a budget the unpacker sets between entries
+/// (`u64::MAX`: unlimited, while an entry's data is read by the unpacker itself).
+struct Budgeted<R> {
+    inner: R,
+    budget: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Budgeted<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let left = this.budget.load(Ordering::Relaxed);
+        if left == u64::MAX {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        if left == 0 {
+            return Poll::Ready(Err(std::io::Error::other(OverBudget)));
+        }
+        // Never read past the budget (what is read here may end up in memory): read into a
+        // small buffer of at most the budget, then hand it on.
+        let mut small = [0u8; 8192];
+        let room = small
+            .len()
+            .min(buf.remaining())
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let mut limited = ReadBuf::new(&mut small[..room]);
+        let result = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
+        if let Poll::Ready(Ok(())) = result {
+            let n = limited.filled().len();
+            buf.put_slice(limited.filled());
+            this.budget.store(left - n as u64, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 struct Stager<'a> {
+    /// Directory handles of the staging tree: nothing is ever reached through a symlink.
+    tree: Tree,
     staging: &'a Path,
     package: &'a IndexEntry,
     limits: &'a Limits,
@@ -113,13 +209,26 @@ struct Stager<'a> {
     seen: HashMap<PathBuf, usize>,
     /// Symlinks of this package: nothing may be written beneath one.
     symlinks: HashSet<PathBuf>,
+    /// Declared sizes of every entry so far (directories and links too).
     total_bytes: u64,
+    /// Bytes of the paths recorded so far.
+    name_bytes: u64,
+    /// Data of the last entry the unpacker did not read (the tar reader skips it).
+    unread: u64,
     buf: Vec<u8>,
 }
 
+fn write_error(path: PathBuf) -> impl FnOnce(rustix::io::Errno) -> UnpackError {
+    move |e| UnpackError::Write {
+        path,
+        error: e.into(),
+    }
+}
+
 impl<'a> Stager<'a> {
-    fn new(staging: &'a Path, package: &'a IndexEntry, limits: &'a Limits) -> Self {
+    fn new(tree: Tree, staging: &'a Path, package: &'a IndexEntry, limits: &'a Limits) -> Self {
         Stager {
+            tree,
             staging,
             package,
             limits,
@@ -127,6 +236,8 @@ impl<'a> Stager<'a> {
             seen: HashMap::new(),
             symlinks: HashSet::new(),
             total_bytes: 0,
+            name_bytes: 0,
+            unread: 0,
             buf: vec![0; 256 * 1024],
         }
     }
@@ -135,16 +246,28 @@ impl<'a> Stager<'a> {
         &mut self,
         entry: &mut tokio_tar::Entry<R>,
     ) -> Result<(), UnpackError> {
+        let declared = entry.effective_size();
+        // Whatever happens below, the tar reader skips what was not read of this entry.
+        self.unread = declared;
         let raw_name = entry.path_bytes().map_err(UnpackError::Read)?.into_owned();
-        let shown = String::from_utf8_lossy(&raw_name)
-            .escape_debug()
-            .to_string();
+        let shown = shown_name(&raw_name);
         if self.records.len() as u64 >= self.limits.max_entries {
             return Err(refuse(
                 shown,
                 format!("archive has more than {} entries", self.limits.max_entries),
             ));
         }
+        if declared > self.limits.max_file_bytes {
+            let what = match entry.header().entry_type() {
+                EntryType::Regular | EntryType::Continuous => "file is larger than",
+                _ => "entry declares more data than",
+            };
+            return Err(refuse(
+                shown,
+                format!("{what} {} bytes", self.limits.max_file_bytes),
+            ));
+        }
+        self.count_bytes(&shown, declared)?;
         let Some(rel) = enclosed_path(&raw_name).map_err(|r| refuse(&shown, r))? else {
             // `./` names the root itself; its mode on the live system is not the package's.
             return Ok(());
@@ -165,42 +288,31 @@ impl<'a> Stager<'a> {
         let mode = self.mode(&shown, &rel, header.mode().map_err(UnpackError::Read)?)?;
         let entry_type = header.entry_type();
         self.ensure_parents(&rel)?;
+        let name = rel.to_string_lossy().into_owned();
         let dest = self.staging.join(&rel);
         let kind = match entry_type {
             EntryType::Regular | EntryType::Continuous => {
-                let size = entry.effective_size();
-                if size > self.limits.max_file_bytes {
-                    return Err(refuse(
-                        shown,
-                        format!("file is larger than {} bytes", self.limits.max_file_bytes),
-                    ));
+                let sha256 = self.write_file(entry, &name, &dest, mode, declared).await?;
+                self.unread = 0;
+                FileKind::File {
+                    size: declared,
+                    sha256,
                 }
-                self.total_bytes = self.total_bytes.saturating_add(size);
-                if self.total_bytes > self.limits.max_total_bytes {
-                    return Err(refuse(
-                        shown,
-                        format!(
-                            "package unpacks to more than {} bytes (index says {})",
-                            self.limits.max_total_bytes, self.package.installed_size
-                        ),
-                    ));
-                }
-                let sha256 = self.write_file(entry, &dest, mode, size).await?;
-                FileKind::File { size, sha256 }
             }
             EntryType::Directory => {
-                match DirBuilder::new().mode(mode).create(&dest) {
-                    Ok(()) if masked(mode) => set_mode(&dest, mode)?,
+                let (dir, last) = self.tree.at(&name).map_err(write_error(dest.clone()))?;
+                match rustix::fs::mkdirat(dir, last, Mode::from_raw_mode(mode)) {
+                    Ok(()) if masked(mode) => self.set_dir_mode(&name, &dest, mode)?,
                     Ok(()) => {}
                     // Created earlier as an implicit parent: give it the mode the archive says.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {
-                        set_mode(&dest, mode)?;
+                    Err(rustix::io::Errno::EXIST) if self.seen.contains_key(&rel) => {
+                        self.set_dir_mode(&name, &dest, mode)?;
                         if let Some(&i) = self.seen.get(&rel) {
                             self.records[i].mode = mode;
-                            return Ok(());
                         }
+                        return Ok(());
                     }
-                    Err(error) => return Err(UnpackError::Write { path: dest, error }),
+                    Err(e) => return Err(write_error(dest)(e)),
                 }
                 FileKind::Dir
             }
@@ -212,8 +324,8 @@ impl<'a> Stager<'a> {
                     .into_owned();
                 check_symlink_target(&rel, &target).map_err(|r| refuse(&shown, r))?;
                 let target = String::from_utf8_lossy(&target).into_owned();
-                std::os::unix::fs::symlink(&target, &dest)
-                    .map_err(|error| UnpackError::Write { path: dest, error })?;
+                let (dir, last) = self.tree.at(&name).map_err(write_error(dest.clone()))?;
+                rustix::fs::symlinkat(target.as_str(), dir, last).map_err(write_error(dest))?;
                 self.symlinks.insert(rel.clone());
                 FileKind::Symlink { target }
             }
@@ -238,11 +350,16 @@ impl<'a> Stager<'a> {
                         ));
                     }
                 };
-                std::fs::hard_link(self.staging.join(&target_rel), &dest)
-                    .map_err(|error| UnpackError::Write { path: dest, error })?;
+                let target_name = target_rel.to_string_lossy().into_owned();
+                let (from_dir, from, to_dir, to) = self
+                    .tree
+                    .two(&target_name, &name)
+                    .map_err(write_error(dest.clone()))?;
+                rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())
+                    .map_err(write_error(dest))?;
                 let i = self.seen[&target_rel];
                 let mode = self.records[i].mode;
-                self.push(rel, kind, mode);
+                self.push(rel, kind, mode)?;
                 return Ok(());
             }
             other => {
@@ -252,17 +369,53 @@ impl<'a> Stager<'a> {
                 ));
             }
         };
-        self.push(rel, kind, mode);
+        self.push(rel, kind, mode)
+    }
+
+    /// Count `declared` bytes (any entry's: a directory or a link may declare data too) against
+    /// the package's limit.
+    fn count_bytes(&mut self, shown: &str, declared: u64) -> Result<(), UnpackError> {
+        self.total_bytes = self.total_bytes.saturating_add(declared);
+        if self.total_bytes > self.limits.max_total_bytes {
+            return Err(refuse(
+                shown,
+                format!(
+                    "package unpacks to more than {} bytes (index says {})",
+                    self.limits.max_total_bytes, self.package.installed_size
+                ),
+            ));
+        }
         Ok(())
     }
 
-    fn push(&mut self, rel: PathBuf, kind: FileKind, mode: u32) {
-        self.seen.insert(rel.clone(), self.records.len());
-        self.records.push(FileRecord {
-            path: rel.to_string_lossy().into_owned(),
-            kind,
-            mode,
-        });
+    fn push(&mut self, rel: PathBuf, kind: FileKind, mode: u32) -> Result<(), UnpackError> {
+        let path = rel.to_string_lossy().into_owned();
+        // The manifest lives in memory until commit: its names are capped too.
+        self.name_bytes = self.name_bytes.saturating_add(path.len() as u64);
+        if self.name_bytes > self.limits.max_name_bytes {
+            return Err(refuse(
+                shown_name(path.as_bytes()),
+                format!(
+                    "the archive's paths take more than {} bytes together (too many or too long names)",
+                    self.limits.max_name_bytes
+                ),
+            ));
+        }
+        self.seen.insert(rel, self.records.len());
+        self.records.push(FileRecord { path, kind, mode });
+        Ok(())
+    }
+
+    fn set_dir_mode(&mut self, name: &str, dest: &Path, mode: u32) -> Result<(), UnpackError> {
+        let (dir, last) = self.tree.at(name).map_err(write_error(dest.to_owned()))?;
+        let fd = rustix::fs::openat(
+            dir,
+            last,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(write_error(dest.to_owned()))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(write_error(dest.to_owned()))
     }
 
     /// Permission bits to apply; setuid/setgid only where the index allows it, never in
@@ -304,18 +457,18 @@ impl<'a> Stager<'a> {
             if let Some(&i) = self.seen.get(&dir) {
                 if !self.records[i].is_dir() {
                     return Err(refuse(
-                        rel.to_string_lossy(),
+                        shown_name(rel.as_os_str().as_encoded_bytes()),
                         format!("parent '{}' is not a directory", dir.display()),
                     ));
                 }
                 continue;
             }
+            let name = dir.to_string_lossy().into_owned();
             let dest = self.staging.join(&dir);
-            DirBuilder::new()
-                .mode(0o755)
-                .create(&dest)
-                .map_err(|error| UnpackError::Write { path: dest, error })?;
-            self.push(dir, FileKind::Dir, 0o755);
+            let (parent, last) = self.tree.at(&name).map_err(write_error(dest.clone()))?;
+            rustix::fs::mkdirat(parent, last, Mode::from_raw_mode(0o755))
+                .map_err(write_error(dest))?;
+            self.push(dir, FileKind::Dir, 0o755)?;
         }
         // A parent listed earlier as a file or symlink cannot hold children.
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
@@ -323,7 +476,7 @@ impl<'a> Stager<'a> {
             && !self.records[i].is_dir()
         {
             return Err(refuse(
-                rel.to_string_lossy(),
+                shown_name(rel.as_os_str().as_encoded_bytes()),
                 format!("parent '{}' is not a directory", parent.display()),
             ));
         }
@@ -333,6 +486,7 @@ impl<'a> Stager<'a> {
     async fn write_file<R: AsyncRead + Unpin>(
         &mut self,
         entry: &mut R,
+        name: &str,
         dest: &Path,
         mode: u32,
         size: u64,
@@ -341,16 +495,18 @@ impl<'a> Stager<'a> {
             path: dest.to_owned(),
             error,
         };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(dest)
-            .map_err(werr)?;
+        let (dir, last) = self.tree.at(name).map_err(|e| werr(e.into()))?;
+        let fd = rustix::fs::openat(
+            dir,
+            last,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(|e| werr(e.into()))?;
         if masked(mode) {
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(werr)?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| werr(e.into()))?;
         }
+        let mut file = std::fs::File::from(fd);
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         loop {
@@ -372,6 +528,21 @@ impl<'a> Stager<'a> {
     }
 }
 
+/// An entry's name for messages: escaped, and when long, its start and end around "…" (the
+/// reason that follows it must stay readable within a bounded message).
+fn shown_name(raw: &[u8]) -> String {
+    const HEAD: usize = 200;
+    const TAIL: usize = 40;
+    let escaped = String::from_utf8_lossy(raw).escape_debug().to_string();
+    let chars: Vec<char> = escaped.chars().collect();
+    if chars.len() <= HEAD + TAIL + 1 {
+        return escaped;
+    }
+    let head: String = chars[..HEAD].iter().collect();
+    let tail: String = chars[chars.len() - TAIL..].iter().collect();
+    format!("{head}…{tail}")
+}
+
 /// GNU sparse files written as pax (`GNU.sparse.*` keys) look like regular files otherwise.
 async fn is_pax_sparse<R: AsyncRead + Unpin + Send>(
     entry: &mut tokio_tar::Entry<R>,
@@ -389,15 +560,6 @@ async fn is_pax_sparse<R: AsyncRead + Unpin + Send>(
         }
     }
     Ok(false)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), UnpackError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|error| {
-        UnpackError::Write {
-            path: path.to_owned(),
-            error,
-        }
-    })
 }
 
 fn describe(t: EntryType) -> &'static str {

@@ -45,6 +45,12 @@ pub enum Mismatch {
     Hash { expected: String, actual: String },
 }
 
+/// Carried inside the `io::Error` when copying the stream into the cache failed (a full disk):
+/// the stream itself was fine.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CacheWrite(pub std::io::Error);
+
 /// Marker carried inside the `io::Error` when a stream exceeds its announced size.
 #[derive(Debug, thiserror::Error)]
 #[error("stream is longer than the {0} bytes the index announced")]
@@ -119,7 +125,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verified<R> {
                     let skip = tee.from.saturating_sub(start).min(fresh.len() as u64) as usize;
                     // The cache file sits on a local disk: a synchronous write to the page
                     // cache is cheaper than a round-trip through a blocking pool.
-                    tee.file.write_all(&fresh[skip..])?;
+                    if let Err(e) = tee.file.write_all(&fresh[skip..]) {
+                        return Poll::Ready(Err(std::io::Error::new(e.kind(), CacheWrite(e))));
+                    }
                 }
                 Poll::Ready(Ok(()))
             }

@@ -353,3 +353,116 @@ fn a_well_formed_index_is_accepted_as_written() {
         }
     });
 }
+
+/// One entry of a generated tar stream: its type flag, the size its header declares, and how
+/// many data bytes actually follow (a lying header declares more or less than it carries).
+#[derive(Debug, Clone)]
+struct TarPiece {
+    typeflag: u8,
+    declared: u64,
+    carried: usize,
+}
+
+fn tar_piece() -> impl Strategy<Value = TarPiece> {
+    let typeflag = prop_oneof![
+        Just(b'0'),
+        Just(b'5'),
+        Just(b'2'),
+        Just(b'L'),
+        Just(b'K'),
+        Just(b'x'),
+        Just(b'g'),
+        Just(b'7'),
+    ];
+    let declared = prop_oneof![
+        0u64..2048,
+        Just(spk_engine::unpack::HEADER_ALLOWANCE - 1),
+        Just(spk_engine::unpack::HEADER_ALLOWANCE + 1),
+        Just(1u64 << 20),
+        Just(0o77_777_777_777u64),
+    ];
+    (typeflag, declared, 0usize..4096).prop_map(|(typeflag, declared, extra)| TarPiece {
+        typeflag,
+        declared,
+        // Usually what it declares (when that is small), sometimes less.
+        carried: if declared <= 4096 {
+            declared as usize
+        } else {
+            extra
+        },
+    })
+}
+
+/// A tar stream of `pieces` (names `e0`, `e1`…; link targets `e0`), then the end marker.
+fn tar_of(pieces: &[TarPiece]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let mut header = [0u8; 512];
+        let name = format!("e{i}");
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[100..107].copy_from_slice(b"0000644");
+        header[108..115].copy_from_slice(b"0000000");
+        header[116..123].copy_from_slice(b"0000000");
+        header[124..135].copy_from_slice(format!("{:011o}", p.declared).as_bytes());
+        header[136..147].copy_from_slice(b"00000000000");
+        header[156] = p.typeflag;
+        if p.typeflag == b'2' {
+            header[157..159].copy_from_slice(b"e0");
+        }
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].fill(b' ');
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&header);
+        out.extend(std::iter::repeat_n(b'a', p.carried));
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+#[test]
+fn unpacking_any_tar_stream_stays_within_the_declared_limits() {
+    use spk_engine::index::{IndexEntry, PackageKind};
+    use spk_engine::unpack::{self, HEADER_ALLOWANCE, Limits};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let package = IndexEntry {
+        name: "p".into(),
+        version: "1".into(),
+        kind: PackageKind::Userland,
+        file: "p.tar.xz".into(),
+        sha256: "0".repeat(64),
+        size: 1000,
+        installed_size: 8192,
+        description: String::new(),
+        setuid: Vec::new(),
+    };
+    let limits = Limits::for_package(&package);
+    let config = ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(pieces in prop::collection::vec(tar_piece(), 0..6))| {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = tar_of(&pieces);
+        let result = runtime.block_on(unpack::stage(bytes.as_slice(), dir.path(), &package, &limits));
+        let oversized_extension = pieces.iter().any(|p| {
+            matches!(p.typeflag, b'L' | b'K' | b'x') && p.declared > HEADER_ALLOWANCE
+        });
+        if let Ok((records, _)) = &result {
+            // Whatever is accepted declared no more than the package may hold, and no
+            // extension record larger than the allowance was read.
+            let declared: u64 = pieces.iter().map(|p| p.declared).sum();
+            prop_assert!(declared <= limits.max_total_bytes + HEADER_ALLOWANCE * 6, "{pieces:?}");
+            prop_assert!(!oversized_extension, "accepted {pieces:?}");
+            for r in records {
+                if let spk_engine::manifest::FileKind::File { size, .. } = r.kind {
+                    prop_assert!(size <= limits.max_total_bytes);
+                }
+            }
+        }
+    });
+}

@@ -22,7 +22,7 @@ pub enum BusError {
 
 impl From<Error> for BusError {
     fn from(e: Error) -> Self {
-        let msg = e.to_string();
+        let msg = e.message();
         match e.kind() {
             ErrorKind::UnknownPackage => BusError::UnknownPackage(msg),
             ErrorKind::NotAuthorized => BusError::NotAuthorized(msg),

@@ -205,7 +205,7 @@ pub async fn run(
             } else {
                 TxState::Failed
             };
-            (state, error_name(e.kind()), e.to_string())
+            (state, error_name(e.kind()), e.message())
         }
     };
     {
