@@ -11,7 +11,7 @@
 //! ([`Env::root`] is that view), so [`Env::path`], the `assert_*` helpers and snapshots see
 //! the mounts as spkd does.
 //!
-//! ```ignore
+//! ```text
 //! let env = Env::builder(&repo)
 //!     .dir("tmp", 0o1777)
 //!     .file("etc/hostname", "box\n", 0o644)
