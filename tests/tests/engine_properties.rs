@@ -473,3 +473,46 @@ fn a_signed_trusted_comment_comes_back_verified_with_its_time() {
         prop_assert!(keyring.verify(&data, forged.as_bytes()).is_err());
     });
 }
+
+// The keys of spk.toml that bound refreshes and say what the transport may vouch for:
+// whatever value is written, spkd either takes it as written or refuses it naming the key.
+
+#[test]
+fn refresh_and_transport_keys_are_taken_as_written_or_refused_by_name() {
+    proptest!(config(), |(
+        timeout in prop_oneof![Just(0u64), any::<u64>()],
+        age in prop::option::of(prop_oneof![Just(0u64), any::<u64>()]),
+        insecure in prop_oneof![Just("true".to_owned()), Just("false".to_owned()), Just("\"yes\"".to_owned()), Just("1".to_owned())],
+    )| {
+        let mut text = format!("refresh_timeout = {}\n", timeout.min(i64::MAX as u64));
+        if let Some(age) = age {
+            text.push_str(&format!("max_index_age = {}\n", age.min(i64::MAX as u64)));
+        }
+        text.push_str(&format!(
+            "[[repo]]\nname = \"m\"\nkind = \"index\"\nurl = \"http://m.example/\"\nallow_insecure = {insecure}\n"
+        ));
+        let parsed = spk_engine::config::Config::parse(&text, Path::new("spk.toml"));
+        // A mistyped value is refused as the file is read, a zero when it is checked.
+        let bad_key = if insecure != "true" && insecure != "false" {
+            Some("allow_insecure")
+        } else if timeout == 0 {
+            Some("refresh_timeout")
+        } else if age == Some(0) {
+            Some("max_index_age")
+        } else {
+            None
+        };
+        match (parsed, bad_key) {
+            (Ok(c), None) => {
+                prop_assert_eq!(c.refresh_timeout, timeout.min(i64::MAX as u64));
+                prop_assert_eq!(c.max_index_age, age.map(|a| a.min(i64::MAX as u64)));
+                prop_assert_eq!(c.repos[0].allow_insecure, insecure == "true");
+                prop_assert!(c.refresh_timeout().as_secs() >= 1);
+                // Days in seconds never overflow.
+                let _ = c.max_index_age_secs();
+            }
+            (Err(e), Some(key)) => prop_assert!(e.to_string().contains(key), "{e}"),
+            (other, key) => prop_assert!(false, "{text:?}: {other:?}, expected a refusal of {key:?}"),
+        }
+    });
+}
