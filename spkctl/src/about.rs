@@ -79,10 +79,66 @@ fn kernel() -> String {
     )
 }
 
-fn text(d: &HashMap<String, OwnedValue>, k: &str) -> String {
+pub fn text(d: &HashMap<String, OwnedValue>, k: &str) -> String {
     match d.get(k).map(|v| &**v) {
         Some(Value::Str(s)) => s.to_string(),
         _ => String::new(),
+    }
+}
+
+fn number(d: &HashMap<String, OwnedValue>, k: &str) -> u64 {
+    match d.get(k).map(|v| &**v) {
+        Some(Value::U64(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn flag(d: &HashMap<String, OwnedValue>, k: &str) -> bool {
+    matches!(d.get(k).map(|v| &**v), Some(Value::Bool(true)))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `3 days`, `5 hours`, `12 minutes`, `less than a minute`.
+fn age(secs: u64) -> String {
+    let unit = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match secs {
+        0..60 => "less than a minute".to_owned(),
+        60..3600 => unit(secs / 60, "minute"),
+        3600..86_400 => unit(secs / 3600, "hour"),
+        _ => unit(secs / 86_400, "day"),
+    }
+}
+
+/// A `GetRepositories` row as JSON: name, kind, location, release, timestamp, signed.
+pub fn repo_json(r: &HashMap<String, OwnedValue>) -> serde_json::Value {
+    serde_json::json!({
+        "name": text(r, "name"), "kind": text(r, "kind"),
+        "location": text(r, "location"), "release": text(r, "release"),
+        "timestamp": number(r, "timestamp"), "signed": flag(r, "signed"),
+    })
+}
+
+/// What the index in use is, for people: `release 2026.11.25, signed 3 days ago`.
+pub fn index_text(r: &HashMap<String, OwnedValue>) -> String {
+    let release = text(r, "release");
+    if release.is_empty() {
+        return "not refreshed yet".to_owned();
+    }
+    let timestamp = number(r, "timestamp");
+    let how = if flag(r, "signed") {
+        "signed"
+    } else {
+        "published (unsigned)"
+    };
+    match timestamp {
+        0 => format!("release {release}, undated"),
+        t if t > now() => format!("release {release}, {how} {} from now", age(t - now())),
+        t => format!("release {release}, {how} {} ago", age(now() - t)),
     }
 }
 
@@ -90,6 +146,8 @@ pub async fn about(manager: &ManagerProxy<'_>, json: bool) -> Result<u8, Failure
     let version = manager.version().await?;
     let root = manager.root().await?;
     let repos = manager.get_repositories().await?;
+    let keys = manager.trusted_keys().await?;
+    let keys_dir = std::path::Path::new(&root).join("etc/spk/keys");
     let gpus = gpus();
     if json {
         println!(
@@ -98,10 +156,8 @@ pub async fn about(manager: &ManagerProxy<'_>, json: bool) -> Result<u8, Failure
                 "spkctl-version": env!("CARGO_PKG_VERSION"),
                 "spkd-version": version,
                 "root": root,
-                "repositories": repos.iter().map(|r| serde_json::json!({
-                    "name": text(r, "name"), "kind": text(r, "kind"),
-                    "location": text(r, "location"), "release": text(r, "release"),
-                })).collect::<Vec<_>>(),
+                "repositories": repos.iter().map(repo_json).collect::<Vec<_>>(),
+                "signatures": {"on": !keys.is_empty(), "keys": keys},
                 "cpu": cpu(), "memory": memory(), "gpus": gpus, "kernel": kernel(),
             })
         );
@@ -111,18 +167,18 @@ pub async fn about(manager: &ManagerProxy<'_>, json: bool) -> Result<u8, Failure
     println!("  spkctl {}   spkd {version}", env!("CARGO_PKG_VERSION"));
     println!("  Root:       {root}");
     for r in &repos {
-        let release = text(r, "release");
         println!(
-            "  Source:     {} ({}) {}{}",
+            "  Source:     {} ({}) {} — {}",
             text(r, "name"),
             text(r, "kind"),
             text(r, "location"),
-            if release.is_empty() {
-                " — not refreshed yet".to_owned()
-            } else {
-                format!(" — release {release}")
-            }
+            index_text(r)
         );
+    }
+    if keys.is_empty() {
+        println!("  Signatures: off (no keys in {})", keys_dir.display());
+    } else {
+        println!("  Signatures: on (keys: {})", keys.join(", "));
     }
     println!("This machine");
     println!("  CPU:        {}", cpu());

@@ -86,7 +86,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Refresh the package indexes; exit 100 when updates are available, 0 when none
+    /// Refresh the package indexes and show each one's release and age; exit 100 when updates
+    /// are available, 0 when none (Ctrl-C cancels the refresh)
     Check,
     /// List packages
     List {
@@ -128,7 +129,8 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Versions, root, sources, this machine, credits
+    /// Versions, root, sources (with their index's release and age), whether signatures are
+    /// checked, this machine, credits
     About,
     /// Write man pages for spkctl and its commands into DIR
     #[command(hide = true)]

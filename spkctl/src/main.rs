@@ -180,7 +180,11 @@ async fn dispatch(
             println!("{}", transaction::summary(kind, &ended));
         }
         for (package, _, _, message) in &ended.notices {
-            println!("note: {package}: {message}");
+            if package.is_empty() {
+                println!("note: {message}");
+            } else {
+                println!("note: {package}: {message}");
+            }
         }
     }
     if ended.succeeded() {
@@ -219,8 +223,13 @@ async fn review(
             &mut quiet,
         )
         .await?;
-        if !refreshed.succeeded() {
+        if refreshed.state == "cancelled" {
             return Err(Failure::failed(refreshed.error_message));
+        }
+        if !refreshed.succeeded() {
+            // The transaction decides whether it can do without that repository (its last
+            // good index stands in when nothing asked for is its); the plan shows that.
+            eprintln!("warning: {}", refreshed.error_message);
         }
     }
     let plan_opts = opts
@@ -256,6 +265,7 @@ async fn check(
     if !ended.succeeded() {
         return Err(Failure::failed(ended.error_message));
     }
+    let repos = manager.get_repositories().await?;
     let upgradable: Vec<serde_json::Value> = manager
         .list_packages()
         .await?
@@ -266,9 +276,26 @@ async fn check(
     if json {
         println!(
             "{}",
-            serde_json::json!({"updates": upgradable.len(), "packages": upgradable})
+            serde_json::json!({
+                "updates": upgradable.len(),
+                "packages": upgradable,
+                "repositories": repos.iter().map(about::repo_json).collect::<Vec<_>>(),
+            })
         );
-    } else if upgradable.is_empty() {
+        return Ok(if upgradable.is_empty() {
+            0
+        } else {
+            EXIT_UPDATES
+        });
+    }
+    for r in &repos {
+        println!(
+            "Index of {}: {}",
+            about::text(r, "name"),
+            about::index_text(r)
+        );
+    }
+    if upgradable.is_empty() {
         println!("The system is up to date.");
     } else {
         println!("{} update(s) available:", upgradable.len());

@@ -54,6 +54,9 @@ pub trait Manager {
     fn last_refresh(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn busy(&self) -> zbus::Result<bool>;
+    /// Read live: spkd announces no change of it.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn trusted_keys(&self) -> zbus::Result<Vec<String>>;
 }
 
 #[proxy(

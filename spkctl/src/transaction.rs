@@ -91,6 +91,9 @@ pub async fn run(
     display: &mut Display,
 ) -> Result<Ended, Failure> {
     let mut signals = subscribe(conn).await?;
+    // Catch Ctrl-C before the transaction exists: from then on it cancels the transaction
+    // instead of killing spkctl and leaving the transaction running unwatched.
+    let mut interrupts = std::pin::pin!(interrupts());
     let started = Instant::now();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let path = match kind {
@@ -106,7 +109,6 @@ pub async fn run(
         .await?;
     let mut done = Vec::new();
     let mut notices = Vec::new();
-    let mut interrupts = std::pin::pin!(interrupts());
     // On a terminal the overall line follows the transaction's own properties as spkd announces
     // their changes (PropertiesChanged, kept by a caching proxy): no polling.
     let watched = if display.has_bars() {

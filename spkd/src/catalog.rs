@@ -82,10 +82,18 @@ pub struct RepoSnapshot {
     /// Listed, but refused (no digest, no signed entry).
     #[serde(default)]
     pub refused: Vec<Refused>,
-    /// The newest timestamp of a signed index accepted from this repository (the rollback
-    /// guard); kept across refreshes, whatever later indexes carry.
+    /// The newest signed time of an index accepted from this repository (the rollback
+    /// guard); kept across refreshes, whatever later indexes carry. `None` while no accepted
+    /// signed index had a time.
     #[serde(default)]
     pub signed_timestamp: Option<u64>,
+    /// When the index in use was published (unix seconds), if it says: its signed time, else
+    /// the `timestamp` of an unsigned index, else a GitHub release's `published_at`.
+    #[serde(default)]
+    pub published: Option<u64>,
+    /// Whether `published` is signed by a trusted key.
+    #[serde(default)]
+    pub signed: bool,
     /// For the conditional request of the next refresh.
     #[serde(default)]
     pub validators: Option<Validators>,

@@ -42,6 +42,15 @@ pub struct Config {
     /// before it, up to this many (default 2; 0 keeps none).
     #[serde(default = "default_keep_versions")]
     pub keep_versions: usize,
+    /// Seconds one repository's refresh may take in all (index, signature, mirrors), however
+    /// slowly the server trickles bytes; then it fails naming the repository and URL
+    /// (default 120).
+    #[serde(default = "default_refresh_timeout")]
+    pub refresh_timeout: u64,
+    /// Refuse an index dated more than this many days ago (a mirror could otherwise hold a
+    /// machine on an old release for ever, replaying a validly signed index). Default: none.
+    #[serde(default)]
+    pub max_index_age: Option<u64>,
 }
 
 /// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
@@ -67,6 +76,11 @@ pub struct RepoConfig {
     /// `github`: API base URL; default `https://api.github.com`.
     #[serde(default)]
     pub api: Option<String>,
+    /// Trust what this repository serves over plain `http` from another machine: an
+    /// unsigned index, or GitHub asset digests. Default false: anyone on the path could
+    /// change them (loopback addresses are exempt; nothing crosses a network there).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -142,6 +156,9 @@ fn default_retries() -> u32 {
 fn default_connect_timeout() -> u64 {
     15
 }
+fn default_refresh_timeout() -> u64 {
+    120
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -155,6 +172,8 @@ impl Default for Config {
             check_interval: default_check_interval(),
             min_check_interval: default_min_check_interval(),
             keep_versions: default_keep_versions(),
+            refresh_timeout: default_refresh_timeout(),
+            max_index_age: None,
         }
     }
 }
@@ -196,6 +215,14 @@ impl Config {
         if self.parallel_downloads == Some(0) {
             return Err(bad("parallel_downloads must be at least 1".into()));
         }
+        if self.refresh_timeout == 0 {
+            return Err(bad("refresh_timeout must be at least 1 (seconds)".into()));
+        }
+        if self.max_index_age == Some(0) {
+            return Err(bad(
+                "max_index_age must be at least 1 (days), or left out for no limit".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -227,6 +254,16 @@ impl Config {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout.max(1))
+    }
+
+    /// The overall deadline of one repository's refresh.
+    pub fn refresh_timeout(&self) -> Duration {
+        Duration::from_secs(self.refresh_timeout.max(1))
+    }
+
+    /// `max_index_age` in seconds, if set.
+    pub fn max_index_age_secs(&self) -> Option<u64> {
+        self.max_index_age.map(|days| days.saturating_mul(86_400))
     }
 }
 
@@ -267,6 +304,32 @@ mod tests {
         assert!(c.allow_unverified);
         let err = Config::parse("allow_unverified = \"yes\"\n", Path::new("spk.toml")).unwrap_err();
         assert!(err.to_string().contains("allow_unverified"), "{err}");
+    }
+
+    #[test]
+    fn refresh_timeout_max_index_age_and_allow_insecure_have_defaults() {
+        let c = Config::parse(
+            "[[repo]]\nname = \"m\"\nkind = \"index\"\nurl = \"http://m.example/\"\n",
+            Path::new("spk.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.refresh_timeout, 120);
+        assert_eq!(c.max_index_age, None);
+        assert!(!c.repos[0].allow_insecure);
+        let c = Config::parse(
+            "refresh_timeout = 5\nmax_index_age = 30\n[[repo]]\nname = \"m\"\nkind = \"index\"\n\
+             url = \"http://m.example/\"\nallow_insecure = true\n",
+            Path::new("spk.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.refresh_timeout(), Duration::from_secs(5));
+        assert_eq!(c.max_index_age_secs(), Some(30 * 86_400));
+        assert!(c.repos[0].allow_insecure);
+        for bad in ["refresh_timeout = 0\n", "max_index_age = 0\n"] {
+            let e = Config::parse(bad, Path::new("spk.toml")).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 
     #[test]

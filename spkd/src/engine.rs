@@ -85,6 +85,28 @@ pub struct Outcome {
     pub notices: Vec<Notice>,
 }
 
+/// A configured repository as clients see it (`GetRepositories`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoInfo {
+    pub name: String,
+    /// `index`, `github`, or `invalid`.
+    pub kind: String,
+    pub location: String,
+    /// Release of the index in use; empty until the first successful refresh.
+    pub release: String,
+    /// When that index was published (unix seconds; 0 = it does not say).
+    pub published: u64,
+    /// Whether `published` is signed by a trusted key.
+    pub signed: bool,
+}
+
+/// A repository whose refresh failed, in a refresh that goes on with the others.
+#[derive(Debug)]
+pub struct RepoFailure {
+    pub repo: String,
+    pub error: Error,
+}
+
 /// What a transaction (would) do to one package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
@@ -352,15 +374,29 @@ impl Engine {
         self.validate(req)?;
         if req.action == Action::Refresh {
             reporter.state(TxState::Resolving);
-            let updates = self.refresh().await?;
+            let updates = self.refresh(cancel).await?;
             return Ok(Outcome {
                 updates,
                 ..Outcome::default()
             });
         }
-        let _turn = tokio::select! {
-            guard = self.modify.lock() => guard,
-            () = cancel.cancelled() => return Err(Error::Cancelled),
+        // Install and upgrade read the repositories before they wait for the root: a slow
+        // mirror then holds this transaction only, not every one queued behind it.
+        let failures = if req.action == Action::Remove {
+            Vec::new()
+        } else {
+            reporter.state(TxState::Resolving);
+            self.refresh_repos(cancel).await?
+        };
+        let _turn = match self.modify.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                reporter.state(TxState::Queued);
+                tokio::select! {
+                    guard = self.modify.lock() => guard,
+                    () = cancel.cancelled() => return Err(Error::Cancelled),
+                }
+            }
         };
         let span =
             tracing::info_span!("transaction", action = req.action.as_str(), names = ?req.names);
@@ -382,7 +418,7 @@ impl Engine {
                     };
                     let result = match req.action {
                         Action::Remove => self.remove(req, &mut work),
-                        _ => self.install(req, &mut work).await,
+                        _ => self.install(req, failures, &mut work).await,
                     };
                     self.clear_staging();
                     result
@@ -484,9 +520,9 @@ impl Engine {
         Ok(crate::integrity::check(&self.layout.root, &packages))
     }
 
-    /// The configured repositories in priority order: `(name, kind, location, release)`;
-    /// release is empty until the first successful refresh.
-    pub fn repositories(&self) -> Vec<(String, String, String, String)> {
+    /// The configured repositories in priority order, with the release and date of the index
+    /// in use.
+    pub fn repositories(&self) -> Vec<RepoInfo> {
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         self.config
             .repos
@@ -508,14 +544,27 @@ impl Engine {
                     ),
                     Err(e) => ("invalid", e),
                 };
-                let release = catalog
-                    .repos
-                    .get(&r.name)
-                    .map(|s| s.release.clone())
-                    .unwrap_or_default();
-                (r.name.clone(), kind.to_owned(), location, release)
+                let snapshot = catalog.repos.get(&r.name);
+                RepoInfo {
+                    name: r.name.clone(),
+                    kind: kind.to_owned(),
+                    location,
+                    release: snapshot.map(|s| s.release.clone()).unwrap_or_default(),
+                    published: snapshot.and_then(|s| s.published).unwrap_or(0),
+                    signed: snapshot.is_some_and(|s| s.signed),
+                }
             })
             .collect()
+    }
+
+    /// The trusted keys of `etc/spk/keys/` as they are now (read again at every refresh).
+    pub fn trusted_keys(&self) -> Result<Keyring> {
+        Keyring::load(&self.keys_dir())
+    }
+
+    /// Where the trusted keys live (`ROOT/etc/spk/keys`).
+    pub fn keys_dir(&self) -> std::path::PathBuf {
+        signature::keys_dir(&self.layout.root)
     }
 
     /// Past modifying transactions, newest first.
@@ -524,11 +573,25 @@ impl Engine {
     }
 
     /// Fetch every repository's index (conditionally: an unchanged one costs a 304) and
-    /// check it against the trusted keys of `etc/spk/keys/`; returns the names with updates.
-    /// Refreshes run one at a time, so the rollback guard of each repository only rises.
-    pub async fn refresh(&self) -> Result<Vec<String>> {
-        let _one_at_a_time = self.refreshing.lock().await;
-        let keys = Keyring::load(&signature::keys_dir(&self.layout.root))?;
+    /// check it against the trusted keys of `etc/spk/keys/`; returns the names with updates,
+    /// or the first repository's failure (the others are refreshed all the same).
+    pub async fn refresh(&self, cancel: &CancellationToken) -> Result<Vec<String>> {
+        if let Some(failure) = self.refresh_repos(cancel).await?.into_iter().next() {
+            return Err(failure.error);
+        }
+        self.updates()
+    }
+
+    /// Refresh every repository at once, each within `refresh_timeout`, and keep what each
+    /// accepted; returns the repositories that failed (in config order). Only cancellation and
+    /// the database fail the whole. Refreshes run one at a time, so the rollback guard of each
+    /// repository only rises.
+    pub async fn refresh_repos(&self, cancel: &CancellationToken) -> Result<Vec<RepoFailure>> {
+        let _one_at_a_time = tokio::select! {
+            guard = self.refreshing.lock() => guard,
+            () = cancel.cancelled() => return Err(Error::Cancelled),
+        };
+        let keys = self.trusted_keys()?;
         let trust = source::Trust {
             keys: &keys,
             allow_unverified: self.config.allow_unverified,
@@ -539,40 +602,147 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner)
             .repos
             .clone();
+        let deadline = self.config.refresh_timeout();
         let fetches = self.config.repos.iter().map(|repo| {
             let previous = previous.get(&repo.name);
             async move {
                 let source = repo.source().map_err(Error::InvalidArgs)?;
-                let fetched =
-                    source::fetch(&self.http, &repo.name, &source, trust, previous).await?;
-                Ok::<_, Error>((repo.name.clone(), fetched))
+                let in_flight = std::sync::Mutex::new(String::new());
+                let fetch = source::fetch(
+                    &self.http,
+                    &repo.name,
+                    &source,
+                    trust,
+                    repo.allow_insecure,
+                    previous,
+                    &in_flight,
+                );
+                let fetched = match tokio::time::timeout(deadline, fetch).await {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        return Err(Error::RefreshTimeout {
+                            repo: repo.name.clone(),
+                            url: in_flight
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .clone(),
+                            secs: deadline.as_secs(),
+                        });
+                    }
+                };
+                // Also for an unchanged (304) index: a frozen mirror answers just that.
+                self.check_age(&fetched.snapshot)?;
+                Ok::<_, Error>(fetched)
             }
         });
-        let results = futures_util::future::join_all(fetches).await;
-        let mut first_error = None;
-        for result in results {
+        // Dropping the fetches on cancellation drops their connections.
+        let results = tokio::select! {
+            results = futures_util::future::join_all(fetches) => results,
+            () = cancel.cancelled() => return Err(Error::Cancelled),
+        };
+        let mut failures = Vec::new();
+        for (repo, result) in self.config.repos.iter().zip(results) {
             match result {
-                Ok((_, fetched)) if !fetched.changed => {}
-                Ok((name, fetched)) => {
+                Ok(fetched) if !fetched.changed => {}
+                Ok(fetched) => {
                     let bytes = serde_json::to_vec(&fetched.snapshot)
                         .map_err(|e| Error::Database(e.to_string()))?;
-                    self.db.set_meta(&repo_key(&name), &bytes)?;
+                    self.db.set_meta(&repo_key(&repo.name), &bytes)?;
                     self.catalog
                         .write()
                         .unwrap_or_else(PoisonError::into_inner)
                         .repos
-                        .insert(name, fetched.snapshot);
+                        .insert(repo.name.clone(), fetched.snapshot);
                 }
-                Err(e) => {
-                    first_error.get_or_insert(e);
+                Err(error) => {
+                    tracing::warn!(repo = %repo.name, %error, "refresh failed");
+                    failures.push(RepoFailure {
+                        repo: repo.name.clone(),
+                        error,
+                    });
                 }
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
+        if failures.is_empty() {
+            self.db.set_meta(LAST_REFRESH, &now().to_le_bytes())?;
         }
-        self.db.set_meta(LAST_REFRESH, &now().to_le_bytes())?;
-        self.updates()
+        Ok(failures)
+    }
+
+    /// Refuse an index older than `max_index_age` allows.
+    fn check_age(&self, snapshot: &RepoSnapshot) -> Result<()> {
+        signature::check_age(snapshot.published, self.config.max_index_age_secs(), now()).map_err(
+            |reason| Error::BadIndex {
+                url: snapshot
+                    .validators
+                    .as_ref()
+                    .map(|v| v.url.clone())
+                    .unwrap_or_default(),
+                reason: format!("release {}: {reason}", snapshot.release),
+            },
+        )
+    }
+
+    /// An install or upgrade goes on without the repositories whose refresh failed only when
+    /// it needs nothing from them: each has a last good index, not older than
+    /// `max_index_age`, and none of the packages concerned is (or might be) theirs. Then the
+    /// client is told that a last good index was used; else the repository's error fails the
+    /// transaction.
+    fn tolerate(
+        &self,
+        req: &Request,
+        failures: Vec<RepoFailure>,
+        work: &mut Work<'_>,
+    ) -> Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = if req.action == Action::Upgrade && req.names.is_empty() {
+            self.db.installed()?.into_keys().collect()
+        } else {
+            req.names.clone()
+        };
+        let mut notices = Vec::new();
+        {
+            let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
+            for failure in failures {
+                let Some(snapshot) = catalog.repos.get(&failure.repo) else {
+                    return Err(failure.error);
+                };
+                if let Err(too_old) = self.check_age(snapshot) {
+                    tracing::warn!(repo = %failure.repo, error = %too_old, "the last good index is too old to stand in");
+                    return Err(failure.error);
+                }
+                // A name no repository offers might be the failed one's.
+                let needed = names.iter().find(|name| {
+                    catalog
+                        .get(name)
+                        .is_none_or(|offer| offer.repo == failure.repo)
+                });
+                if let Some(name) = needed {
+                    tracing::warn!(repo = %failure.repo, package = %name, "needed from a repository that could not be refreshed");
+                    return Err(failure.error);
+                }
+                let mut using = format!("release {}", snapshot.release);
+                if let Some(date) = snapshot.published {
+                    using.push_str(&format!(", dated {}", signature::describe_time(date)));
+                }
+                tracing::warn!(repo = %failure.repo, error = %failure.error, "refresh failed; using the last good index ({using})");
+                let url = snapshot
+                    .validators
+                    .as_ref()
+                    .map(|v| v.url.clone())
+                    .unwrap_or_default();
+                notices.push(Notice::stale_index(
+                    &failure.repo,
+                    &url,
+                    &failure.error.to_string(),
+                    &using,
+                ));
+            }
+        }
+        work.notice_all(notices);
+        Ok(())
     }
 
     /// Installed packages whose repository offers a different build.
@@ -697,8 +867,15 @@ impl Engine {
         }
     }
 
-    async fn install(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
-        self.refresh().await?;
+    /// Install or upgrade, the repositories refreshed already (`failures` are those that
+    /// could not be).
+    async fn install(
+        &self,
+        req: &Request,
+        failures: Vec<RepoFailure>,
+        work: &mut Work<'_>,
+    ) -> Result<Outcome> {
+        self.tolerate(req, failures, work)?;
         let mut plan = self.plan(req)?;
         let changed: Vec<Change> = plan.iter().map(|p| self.change_of(p)).collect();
         if req.options.dry_run || plan.is_empty() {

@@ -68,6 +68,17 @@ pub enum Error {
     #[error("{url}: {reason}")]
     BadIndex { url: String, reason: String },
 
+    #[error(
+        "repository '{repo}': no complete answer from {url} within refresh_timeout ({secs} s); \
+         gave up (the server is too slow or stalls; raise refresh_timeout in spk.toml if it is \
+         only slow)"
+    )]
+    RefreshTimeout {
+        repo: String,
+        url: String,
+        secs: u64,
+    },
+
     #[error("{package}: sha256 mismatch for {url}: expected {expected}, got {actual}")]
     HashMismatch {
         package: String,
@@ -163,7 +174,9 @@ impl Error {
             Error::UnknownPackage(_) | Error::NotInstalled(_) => ErrorKind::UnknownPackage,
             Error::BrokenUpstream => ErrorKind::NotAvailable,
             Error::InvalidArgs(_) | Error::Config { .. } => ErrorKind::InvalidArgs,
-            Error::Download { .. } | Error::Index { .. } => ErrorKind::Network,
+            Error::Download { .. } | Error::Index { .. } | Error::RefreshTimeout { .. } => {
+                ErrorKind::Network
+            }
             Error::BadIndex { .. }
             | Error::HashMismatch { .. }
             | Error::SizeMismatch { .. }

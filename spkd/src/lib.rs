@@ -26,6 +26,6 @@ pub mod stage;
 pub mod unpack;
 pub mod verify;
 
-pub use engine::{Action, Change, Engine, Options, Outcome, PackageInfo, Request};
+pub use engine::{Action, Change, Engine, Options, Outcome, PackageInfo, RepoInfo, Request};
 pub use error::{Error, ErrorKind, Result};
 pub use progress::{Event, Reporter, Stage, TxState};

@@ -100,6 +100,21 @@ async fn run(args: Args) -> Result<(), String> {
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     let engine = Arc::new(Engine::open(&root, config).map_err(|e| e.to_string())?);
     tracing::info!(root = %root.display(), config = %config_path.display(), "engine ready");
+    // Say once whether indexes must be signed (the keys are read again at every refresh).
+    match engine.trusted_keys() {
+        Ok(keys) if keys.is_empty() => tracing::warn!(
+            "signatures are off: no *.pub key in {}; indexes are trusted by their sha256 \
+             fields and the transport (https, or a loopback address)",
+            engine.keys_dir().display()
+        ),
+        Ok(keys) => tracing::info!(
+            keys = %keys.files(),
+            "signatures are on: every index must be signed by a trusted key"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "the trusted keys cannot be read; refreshes will fail")
+        }
+    }
 
     let shutdown = CancellationToken::new();
     let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone());

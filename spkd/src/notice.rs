@@ -1,6 +1,7 @@
 //! Things a transaction did that the admin should know about although nothing failed: a
-//! changed configuration file kept beside the new one, a mount point left alone. Clients show
-//! each one; the history keeps them.
+//! changed configuration file kept beside the new one, a mount point left alone, a repository
+//! that could not be refreshed and whose last good index was used. Clients show each one; the
+//! history keeps them.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,9 @@ pub enum NoticeKind {
     MountPoint,
     /// Something could not be cleaned up (left on disk, harmless).
     LeftBehind,
+    /// A repository's refresh failed; its last good index was used (package: empty, path:
+    /// the repository's URL).
+    StaleIndex,
 }
 
 impl NoticeKind {
@@ -25,6 +29,7 @@ impl NoticeKind {
             NoticeKind::Spksave => "spksave",
             NoticeKind::MountPoint => "mount-point",
             NoticeKind::LeftBehind => "left-behind",
+            NoticeKind::StaleIndex => "stale-index",
         }
     }
 }
@@ -76,6 +81,20 @@ impl Notice {
             kind: NoticeKind::LeftBehind,
             path: path.to_owned(),
             message: format!("{path} could not be removed ({why}); it was left in place"),
+        }
+    }
+
+    /// Repository `repo` (at `url`) could not be refreshed (`error`); `using` says which of
+    /// its indexes was used instead.
+    pub fn stale_index(repo: &str, url: &str, error: &str, using: &str) -> Notice {
+        Notice {
+            package: String::new(),
+            kind: NoticeKind::StaleIndex,
+            path: url.to_owned(),
+            message: format!(
+                "repository '{repo}' could not be refreshed ({error}); using its last good \
+                 index ({using})"
+            ),
         }
     }
 }

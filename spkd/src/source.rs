@@ -5,10 +5,14 @@
 //! What is trusted: with keys in `etc/spk/keys/`, only an index signed by one of them, not older
 //! than the last one accepted (see [`crate::signature`]); without keys, an index's sha256 fields
 //! or GitHub's asset digests; an asset with neither only when `allow_unverified = true`.
+//! What is unsigned is trusted only as far as the transport vouches for it: an unsigned index
+//! or a GitHub digest must come over https (or from a loopback address, where nothing crosses
+//! a network), unless the repository says `allow_insecure = true`.
 //! Every fetch is conditional on the validators of the last one (`If-None-Match`,
 //! `If-Modified-Since`), so an unchanged repository costs one request answered 304, no body.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -52,22 +56,30 @@ pub struct Fetched {
 }
 
 /// Refresh repository `repo`; `previous` is its last accepted snapshot (for the conditional
-/// request and the rollback guard).
+/// request and the rollback guard). `in_flight` always holds the URL being fetched, for the
+/// message of a caller that gives up waiting.
 pub async fn fetch(
     http: &reqwest::Client,
     repo: &str,
     source: &SourceConfig,
     trust: Trust<'_>,
+    allow_insecure: bool,
     previous: Option<&RepoSnapshot>,
+    in_flight: &Mutex<String>,
 ) -> Result<Fetched> {
     let ctx = Ctx {
         http,
         repo,
         // A stored snapshot is reused only under the same trust settings and the same source
         // (a new mirror must appear in the download URLs).
-        state: format!("{} source:{source:?}", trust.fingerprint()),
+        state: format!(
+            "{} source:{source:?} allow_insecure:{allow_insecure}",
+            trust.fingerprint()
+        ),
         trust,
+        allow_insecure,
         previous,
+        in_flight,
     };
     match source {
         SourceConfig::Index { urls } => ctx.fetch_index(urls).await,
@@ -92,6 +104,25 @@ pub fn join(base: &str, file: &str) -> String {
     format!("{}/{file}", base.trim_end_matches('/'))
 }
 
+/// Whether what `url` serves can only have been changed by its server: https, or plain http
+/// to a loopback address (127.0.0.0/8, ::1), where nothing crosses a network (the tests, a
+/// local mirror process). A host name, even `localhost`, is not trusted to resolve there.
+pub fn is_secure_transport(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => {
+            let host = url.host_str().unwrap_or_default();
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            host.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
 /// A GET that failed: the HTTP status when there was one, and a sentence.
 #[derive(Debug)]
 struct FetchFailure {
@@ -112,6 +143,9 @@ enum Document {
         bytes: Vec<u8>,
         etag: Option<String>,
         last_modified: Option<String>,
+        /// Whether it came over a secure transport (see [`is_secure_transport`]), judged by
+        /// the URL that answered after any redirect.
+        secure: bool,
     },
 }
 
@@ -163,6 +197,7 @@ async fn get_document(
             .map(str::to_owned)
     };
     let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
+    let secure = is_secure_transport(resp.url());
     let mut bytes = Vec::new();
     while let Some(chunk) = resp
         .chunk()
@@ -178,26 +213,26 @@ async fn get_document(
         bytes,
         etag,
         last_modified,
+        secure,
     })
-}
-
-/// GET a small document unconditionally.
-async fn get_small(
-    http: &reqwest::Client,
-    url: &str,
-) -> std::result::Result<Vec<u8>, FetchFailure> {
-    match get_document(http, url, None, false, MAX_INDEX_BYTES).await? {
-        Document::Fresh { bytes, .. } => Ok(bytes),
-        Document::NotModified => unreachable!("an unconditional GET is never answered 304"),
-    }
 }
 
 /// An index that passed the trust checks.
 struct CheckedIndex {
     index: Index,
     verified_by: String,
-    /// The index's timestamp when a trusted key signed it.
-    signed_timestamp: Option<u64>,
+    /// Whether a trusted key signed it.
+    signed: bool,
+    /// Its signed time: the `timestamp` field, else the trusted comment's `timestamp:`
+    /// (`None` when unsigned, or signed without either).
+    signed_time: Option<u64>,
+}
+
+impl CheckedIndex {
+    /// When it says it was published (signed, or as the unsigned index claims).
+    fn published(&self) -> Option<u64> {
+        self.signed_time.or(self.index.timestamp)
+    }
 }
 
 /// The parts of GitHub's release JSON that spk reads.
@@ -206,6 +241,9 @@ struct Release {
     tag_name: String,
     #[serde(default)]
     assets: Vec<Asset>,
+    /// `2026-11-25T12:00:00Z` (absent for a draft).
+    #[serde(default)]
+    published_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,10 +271,38 @@ struct Ctx<'a> {
     /// What a snapshot was accepted under; see [`Validators::trust`].
     state: String,
     trust: Trust<'a>,
+    /// The repository's `allow_insecure`.
+    allow_insecure: bool,
     previous: Option<&'a RepoSnapshot>,
+    in_flight: &'a Mutex<String>,
 }
 
 impl Ctx<'_> {
+    /// [`get_document`], noting the URL as the one in flight.
+    async fn get(
+        &self,
+        url: &str,
+        validators: Option<&Validators>,
+        github: bool,
+        limit: usize,
+    ) -> std::result::Result<Document, FetchFailure> {
+        url.clone_into(
+            &mut self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        get_document(self.http, url, validators, github, limit).await
+    }
+
+    /// GET a small document unconditionally: its bytes and whether the transport was secure.
+    async fn get_small(&self, url: &str) -> std::result::Result<(Vec<u8>, bool), FetchFailure> {
+        match self.get(url, None, false, MAX_INDEX_BYTES).await? {
+            Document::Fresh { bytes, secure, .. } => Ok((bytes, secure)),
+            Document::NotModified => unreachable!("an unconditional GET is never answered 304"),
+        }
+    }
+
     /// The previous answer's validators, when it came from `url` under today's trust.
     fn validators_for(&self, url: &str) -> Option<&Validators> {
         self.previous
@@ -266,12 +332,14 @@ impl Ctx<'_> {
         }
     }
 
-    /// Check `bytes`, fetched from `url`, as an index: with trusted keys, its signature (from
-    /// `signature_url`, `None` when there is none) and its timestamp first.
+    /// Check `bytes`, fetched from `url` (over a secure transport or not), as an index: with
+    /// trusted keys, its signature (from `signature_url`, `None` when there is none) and its
+    /// signed time first.
     async fn check_index(
         &self,
         url: &str,
         bytes: &[u8],
+        secure: bool,
         signature_url: Option<&str>,
     ) -> Result<CheckedIndex> {
         let bad = |reason: String| Error::BadIndex {
@@ -280,11 +348,22 @@ impl Ctx<'_> {
         };
         let keys = self.trust.keys;
         if keys.is_empty() {
+            if !secure && !self.allow_insecure {
+                return Err(bad(format!(
+                    "an unsigned index over plain http is refused: anyone on the way could \
+                     change it and the packages it lists. Use an https URL, trust the \
+                     publisher's key (a *.pub file in {}), or set allow_insecure = true for \
+                     repository '{}'",
+                    keys.dir.display(),
+                    self.repo
+                )));
+            }
             let index = Index::parse(bytes).map_err(bad)?;
             return Ok(CheckedIndex {
                 index,
                 verified_by: UNSIGNED_INDEX.to_owned(),
-                signed_timestamp: None,
+                signed: false,
+                signed_time: None,
             });
         }
         let unsigned = |why: String| {
@@ -296,41 +375,52 @@ impl Ctx<'_> {
         let Some(signature_url) = signature_url else {
             return Err(unsigned("no index.json.minisig next to it".to_owned()));
         };
-        let signature =
-            match get_document(self.http, signature_url, None, false, MAX_SIGNATURE_BYTES).await {
-                Ok(Document::Fresh { bytes, .. }) => bytes,
-                Ok(Document::NotModified) => {
-                    unreachable!("an unconditional GET is never answered 304")
-                }
-                Err(f) if f.is_not_found() => {
-                    return Err(unsigned(format!(
-                        "no signature at {signature_url} ({})",
-                        f.reason
-                    )));
-                }
-                Err(f) => {
-                    return Err(Error::Index {
-                        url: signature_url.to_owned(),
-                        reason: f.reason,
-                    });
-                }
-            };
-        let key = keys.verify(bytes, &signature).map_err(&bad)?;
-        let verified_by = format!("signed index (key {})", key.name());
+        let signature = match self
+            .get(signature_url, None, false, MAX_SIGNATURE_BYTES)
+            .await
+        {
+            Ok(Document::Fresh { bytes, .. }) => bytes,
+            Ok(Document::NotModified) => {
+                unreachable!("an unconditional GET is never answered 304")
+            }
+            Err(f) if f.is_not_found() => {
+                return Err(unsigned(format!(
+                    "no signature at {signature_url} ({})",
+                    f.reason
+                )));
+            }
+            Err(f) => {
+                return Err(Error::Index {
+                    url: signature_url.to_owned(),
+                    reason: f.reason,
+                });
+            }
+        };
+        let verified = keys.verify(bytes, &signature).map_err(&bad)?;
+        let verified_by = format!("signed index (key {})", verified.key.name());
         let index = Index::parse(bytes).map_err(&bad)?;
+        // The index's own field wins; an index without one is dated by the signature.
+        let signed_time = index
+            .timestamp
+            .or_else(|| signature::trusted_comment_timestamp(&verified.trusted_comment));
         let seen = self.previous.and_then(|p| p.signed_timestamp);
-        signature::check_not_rolled_back(seen, index.timestamp).map_err(&bad)?;
+        signature::check_not_rolled_back(seen, signed_time).map_err(&bad)?;
         Ok(CheckedIndex {
-            signed_timestamp: Some(index.timestamp.unwrap_or(0)),
             index,
             verified_by,
+            signed: true,
+            signed_time,
         })
     }
 
-    /// The newest signed timestamp after accepting `checked`.
+    /// The rollback guard after accepting `checked`: it only rises (and an undated index
+    /// leaves it where it was).
     fn signed_timestamp(&self, checked: Option<&CheckedIndex>) -> Option<u64> {
-        let before = self.previous.and_then(|p| p.signed_timestamp);
-        let now = checked.and_then(|c| c.signed_timestamp);
+        let before = self
+            .previous
+            .and_then(|p| p.signed_timestamp)
+            .filter(|&t| t > 0);
+        let now = checked.and_then(|c| c.signed_time);
         before.max(now)
     }
 
@@ -338,21 +428,17 @@ impl Ctx<'_> {
         let mut failures = Vec::new();
         for (i, base) in bases.iter().enumerate() {
             let url = join(base, "index.json");
-            let document = get_document(
-                self.http,
-                &url,
-                self.validators_for(&url),
-                false,
-                MAX_INDEX_BYTES,
-            )
-            .await;
-            let (bytes, etag, last_modified) = match document {
+            let document = self
+                .get(&url, self.validators_for(&url), false, MAX_INDEX_BYTES)
+                .await;
+            let (bytes, etag, last_modified, secure) = match document {
                 Ok(Document::NotModified) => return Ok(self.unchanged(&url)),
                 Ok(Document::Fresh {
                     bytes,
                     etag,
                     last_modified,
-                }) => (bytes, etag, last_modified),
+                    secure,
+                }) => (bytes, etag, last_modified, secure),
                 Err(f) => {
                     tracing::warn!(%url, reason = %f.reason, "index fetch failed, trying the next mirror");
                     failures.push(Error::Index {
@@ -363,7 +449,10 @@ impl Ctx<'_> {
                 }
             };
             let signature_url = join(base, "index.json.minisig");
-            let checked = match self.check_index(&url, &bytes, Some(&signature_url)).await {
+            let checked = match self
+                .check_index(&url, &bytes, secure, Some(&signature_url))
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(%url, error = %e, "index refused, trying the next mirror");
@@ -375,6 +464,7 @@ impl Ctx<'_> {
             let mut order: Vec<&String> = bases[i..].iter().collect();
             order.extend(&bases[..i]);
             let signed_timestamp = self.signed_timestamp(Some(&checked));
+            let (published, signed) = (checked.published(), checked.signed_time.is_some());
             let packages = checked
                 .index
                 .packages
@@ -392,6 +482,8 @@ impl Ctx<'_> {
                     packages,
                     refused: Vec::new(),
                     signed_timestamp,
+                    published,
+                    signed,
                     validators: Some(self.validators(&url, etag, last_modified)),
                 },
                 changed: true,
@@ -402,26 +494,24 @@ impl Ctx<'_> {
     }
 
     async fn fetch_github(&self, url: &str) -> Result<Fetched> {
-        let document = get_document(
-            self.http,
-            url,
-            self.validators_for(url),
-            true,
-            MAX_INDEX_BYTES,
-        )
-        .await
-        .map_err(|f| Error::Index {
-            url: url.to_owned(),
-            reason: f.reason,
-        })?;
-        let (bytes, etag, last_modified) = match document {
+        let document = self
+            .get(url, self.validators_for(url), true, MAX_INDEX_BYTES)
+            .await
+            .map_err(|f| Error::Index {
+                url: url.to_owned(),
+                reason: f.reason,
+            })?;
+        let (bytes, etag, last_modified, secure) = match document {
             Document::NotModified => return Ok(self.unchanged(url)),
             Document::Fresh {
                 bytes,
                 etag,
                 last_modified,
-            } => (bytes, etag, last_modified),
+                secure,
+            } => (bytes, etag, last_modified, secure),
         };
+        // A digest is only as good as the channel it came through.
+        let digests_trusted = secure || self.allow_insecure;
         let release: Release = serde_json::from_slice(&bytes).map_err(|e| Error::BadIndex {
             url: url.to_owned(),
             reason: format!("not a GitHub release: {e}"),
@@ -432,9 +522,8 @@ impl Ctx<'_> {
         let checked = match asset("index.json") {
             Some(index_asset) => {
                 let index_url = &index_asset.browser_download_url;
-                let bytes = get_small(self.http, index_url)
-                    .await
-                    .map_err(|f| Error::Index {
+                let (bytes, index_secure) =
+                    self.get_small(index_url).await.map_err(|f| Error::Index {
                         url: index_url.clone(),
                         reason: f.reason,
                     })?;
@@ -442,7 +531,8 @@ impl Ctx<'_> {
                     asset("index.json.minisig").map(|a| a.browser_download_url.as_str());
                 Some((
                     index_url.clone(),
-                    self.check_index(index_url, &bytes, signature_url).await?,
+                    self.check_index(index_url, &bytes, index_secure, signature_url)
+                        .await?,
                 ))
             }
             None if !self.trust.keys.is_empty() => {
@@ -483,9 +573,7 @@ impl Ctx<'_> {
                 });
             }
         }
-        let signed = checked
-            .as_ref()
-            .is_some_and(|(_, c)| c.signed_timestamp.is_some());
+        let signed = checked.as_ref().is_some_and(|(_, c)| c.signed);
         for asset in &release.assets {
             let Some(name) = asset.name.strip_suffix(".tar.xz") else {
                 continue;
@@ -499,7 +587,8 @@ impl Ctx<'_> {
                 tracing::warn!(asset = %asset.name, "asset name is not a valid package name; ignored");
                 continue;
             }
-            let (sha256, verified_by) = match asset.sha256() {
+            let digest = asset.sha256().filter(|_| digests_trusted);
+            let (sha256, verified_by) = match digest {
                 _ if signed => {
                     refused.push(Refused {
                         name: name.to_owned(),
@@ -513,8 +602,21 @@ impl Ctx<'_> {
                 }
                 Some(sha256) => (sha256.to_owned(), GITHUB_DIGEST),
                 None if self.trust.allow_unverified => {
-                    tracing::warn!(asset = %asset.name, "asset has no digest; offered unverified (allow_unverified = true)");
+                    tracing::warn!(asset = %asset.name, "asset has no trusted digest; offered unverified (allow_unverified = true)");
                     (String::new(), UNVERIFIED)
+                }
+                None if asset.sha256().is_some() => {
+                    refused.push(Refused {
+                        name: name.to_owned(),
+                        url: url.to_owned(),
+                        reason: format!(
+                            "the digest of release asset {} came over plain http, where anyone \
+                             on the way could change it; refused (use an https api URL, a \
+                             signed index, or set allow_insecure = true for repository '{}')",
+                            asset.name, self.repo
+                        ),
+                    });
+                    continue;
                 }
                 None => {
                     refused.push(Refused {
@@ -551,6 +653,16 @@ impl Ctx<'_> {
             tracing::warn!(repo = %self.repo, package = %r.name, reason = %r.reason, "package refused");
         }
         let signed_timestamp = self.signed_timestamp(checked.as_ref().map(|(_, c)| c));
+        let signed_time = checked.as_ref().and_then(|(_, c)| c.signed_time);
+        let published = checked
+            .as_ref()
+            .and_then(|(_, c)| c.published())
+            .or_else(|| {
+                release
+                    .published_at
+                    .as_deref()
+                    .and_then(signature::parse_utc)
+            });
         let release_name = match checked {
             Some((_, c)) => c.index.release,
             None => release.tag_name,
@@ -561,6 +673,8 @@ impl Ctx<'_> {
                 packages,
                 refused,
                 signed_timestamp,
+                published,
+                signed: signed_time.is_some(),
                 validators: Some(self.validators(url, etag, last_modified)),
             },
             changed: true,

@@ -104,21 +104,54 @@ pub async fn stage(
     }
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
-    let (body, tee, source) = resume_or_start(http, retry, pkg, &part).await?;
+    let (body, tee, source, validator) = resume_or_start(http, retry, pkg, &part, cancel).await?;
     let result = run(pkg, body, &source, Some(tee), dir, mode, progress, cancel).await;
+    let kept_validator = part_validator(&part);
     match result {
         Ok(records) => {
+            let _ = std::fs::remove_file(&kept_validator);
             std::fs::rename(&part, &cached)
                 .map_err(|e| Error::io(format!("caching {}", cached.display()), e))?;
             Ok(records)
         }
-        // What arrived so far is good: keep it so the next attempt resumes.
-        Err(e @ (Error::Download { .. } | Error::Cancelled)) => Err(e),
+        // What arrived so far is good: keep it, with what identifies the file it is the start
+        // of, so the next attempt resumes (`If-Range`) or, if the file changed, starts over.
+        Err(e @ (Error::Download { .. } | Error::Cancelled)) => {
+            let kept = validator
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            match kept {
+                Some(v) => {
+                    let _ = std::fs::write(&kept_validator, v);
+                }
+                None => {
+                    let _ = std::fs::remove_file(&kept_validator);
+                }
+            }
+            Err(e)
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&part);
+            let _ = std::fs::remove_file(&kept_validator);
             Err(e)
         }
     }
+}
+
+/// Beside `NAME.part`: the validator (ETag or Last-Modified) of the file whose start it holds.
+fn part_validator(part: &Path) -> std::path::PathBuf {
+    let mut name = part.as_os_str().to_owned();
+    name.push(".validator");
+    name.into()
+}
+
+/// The validator kept for a `.part`, if it looks like one (a header value, short).
+fn read_part_validator(part: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(part_validator(part)).ok()?;
+    let ok =
+        !text.is_empty() && text.len() <= 256 && text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    ok.then_some(text)
 }
 
 fn create_dir(dir: &Path) -> Result<()> {
@@ -147,14 +180,20 @@ impl Source {
 
 type Body = Box<dyn AsyncRead + Unpin + Send>;
 
+/// The download's validator, shared with its task (see [`fetch::Download::validator`]).
+type SharedValidator = Arc<std::sync::Mutex<Option<String>>>;
+
 /// The byte stream of a package: the `.part` already on disk (if any), then the network from
-/// where it ends. Returns the stream, the tee into the `.part`, and the source for messages.
+/// where it ends, when the server confirms the file is the same (`If-Range` with the kept
+/// validator); else the whole file from the network, the `.part` started over. Returns the
+/// stream, the tee into the `.part`, the source for messages and the download's validator.
 async fn resume_or_start(
     http: &reqwest::Client,
     retry: &fetch::RetryPolicy,
     pkg: &Available,
     part: &Path,
-) -> Result<(Body, Tee, Source)> {
+    cancel: &CancellationToken,
+) -> Result<(Body, Tee, Source, SharedValidator)> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let have = if have >= pkg.entry.size { 0 } else { have };
     let file = std::fs::OpenOptions::new()
@@ -162,16 +201,25 @@ async fn resume_or_start(
         .append(true)
         .open(part)
         .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
+    let mut download = if have == 0 {
+        fetch::start(http, &pkg.urls, 0, retry)
+    } else {
+        let validator = read_part_validator(part);
+        tracing::info!(package = %pkg.entry.name, bytes = have, ?validator, "resuming an interrupted download");
+        fetch::resume(http, &pkg.urls, have, validator, retry)
+    };
+    let have = tokio::select! {
+        at = download.start_offset() => at,
+        () = cancel.cancelled() => return Err(Error::Cancelled),
+    };
     if have == 0 {
         file.set_len(0)
             .map_err(|e| Error::io(format!("truncating {}", part.display()), e))?;
-    } else {
-        tracing::info!(package = %pkg.entry.name, bytes = have, "resuming an interrupted download");
     }
-    let download = fetch::start(http, &pkg.urls, have, retry);
     let source = Source {
         url: download.url.clone(),
     };
+    let validator = download.validator.clone();
     let body: Body = if have > 0 {
         let on_disk = tokio::fs::File::open(part)
             .await
@@ -181,7 +229,7 @@ async fn resume_or_start(
     } else {
         download.body
     };
-    Ok((body, Tee { file, from: have }, source))
+    Ok((body, Tee { file, from: have }, source, validator))
 }
 
 #[allow(clippy::too_many_arguments)]

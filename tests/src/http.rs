@@ -3,7 +3,8 @@
 //! It serves an in-memory map of URL path → bytes, speaks GET and HEAD with `Content-Length`,
 //! `ETag`, `If-None-Match`, `Range: bytes=N-` / `bytes=N-M` and `If-Range`, and records every
 //! request so tests can count what a client fetched. Faults (forced status, connection cut at a
-//! body offset, stall, slow body, replaced body) are set per path while it runs. It is bounded (a cap on
+//! body offset, stall, slow body, replaced body, redirect) are set per path while it runs; the
+//! validators (`ETag`) can be turned off as a whole. It is bounded (a cap on
 //! connections, read timeouts) and stops itself when dropped.
 
 use std::collections::HashMap;
@@ -68,6 +69,8 @@ pub enum Fault {
     /// Send the headers, then the body `chunk` bytes at a time, one chunk every `every`: a
     /// slow mirror, so that a download stays in flight, making progress, while a test acts.
     Throttle { chunk: usize, every: Duration },
+    /// Answer `302 Found` with this `Location` (a full URL).
+    Redirect(String),
 }
 
 struct FaultSlot {
@@ -81,6 +84,8 @@ struct Shared {
     files: Mutex<HashMap<String, Vec<u8>>>,
     faults: Mutex<HashMap<String, FaultSlot>>,
     log: Mutex<Vec<Request>>,
+    /// Send no `ETag` and ignore `If-None-Match` / `If-Range` (a server without validators).
+    no_validators: AtomicBool,
     stop: AtomicBool,
     connections: AtomicUsize,
 }
@@ -118,6 +123,11 @@ impl HttpServer {
             shared,
             acceptor: Some(acceptor),
         }
+    }
+
+    /// The address it listens on (127.0.0.1 and a random port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:PORT` without a trailing slash.
@@ -160,6 +170,12 @@ impl HttpServer {
                 remaining: Some(times),
             },
         );
+    }
+
+    /// Send `ETag`s and honour validators (`true`, the default), or behave like a server that
+    /// has none (`false`): no `ETag`, `If-None-Match` and `If-Range` ignored.
+    pub fn set_validators(&self, on: bool) {
+        self.shared.no_validators.store(!on, Ordering::SeqCst);
     }
 
     /// Remove the fault of `path`.
@@ -362,6 +378,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
         304 => "Not Modified",
         400 => "Bad Request",
         403 => "Forbidden",
@@ -452,6 +469,7 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
     let (mut cut_at, mut stall, mut throttle) = (None, None, None);
     let content = match fault {
         Some(Fault::Status(code)) => return text(code, vec![]),
+        Some(Fault::Redirect(location)) => return text(302, vec![("Location", location)]),
         Some(Fault::Body(body)) => Some(body),
         Some(Fault::CutAt(n)) => {
             cut_at = Some(n);
@@ -472,7 +490,11 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
     };
     let etag = etag_of(&content);
     let len = content.len() as u64;
+    let validators = !shared.no_validators.load(Ordering::SeqCst);
     let header = |name: &str| {
+        if !validators && (name == "if-none-match" || name == "if-range") {
+            return None;
+        }
         head.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -499,11 +521,13 @@ fn plan(head: &Head, shared: &Shared) -> Plan {
         Some(r) if range_applies => parse_range(&r, len),
         _ => Ok(None),
     };
-    let base = vec![
+    let mut base = vec![
         ("Content-Type", "application/octet-stream".to_string()),
-        ("ETag", etag),
         ("Accept-Ranges", "bytes".to_string()),
     ];
+    if validators {
+        base.push(("ETag", etag));
+    }
     match range {
         Err(()) => {
             let mut headers = base;

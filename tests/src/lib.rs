@@ -7,7 +7,8 @@
 //! private mount namespace ([`namespace`]).
 //!
 //! Needs: `dbus-daemon` on `PATH` (Debian package `dbus-daemon`), GNU `tar` with xz for the
-//! harness self-tests, root with `unshare`/`nsenter`, `mkfs.vfat` (dosfstools) and `fusefat`
+//! harness self-tests, `openssl` (the certificate of the https front), root with
+//! `unshare`/`nsenter`, `mkfs.vfat` (dosfstools) and `fusefat`
 //! for the real-root tests, and the workspace binaries in `target/<profile>/` — run the suite as
 //! `cargo test --workspace` or `cargo nextest run --workspace`, which build them first
 //! (`-p spk-tests` alone would test whatever binaries were built last).
@@ -25,6 +26,7 @@ pub mod real_root;
 pub mod repo;
 pub mod snapshot;
 pub mod system_bus;
+pub mod tls;
 
 pub use fixture::Env;
 pub use http::{Fault, HttpServer};

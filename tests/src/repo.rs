@@ -686,12 +686,38 @@ impl Repo {
 
     /// Put `index.json` and every tarball under [`REPO_PATH`] on `server`.
     pub fn publish(&self, server: &HttpServer) {
+        self.publish_at(server, REPO_PATH);
+    }
+
+    /// Put `index.json` and every tarball under `base` (`/extra/`: starts and ends with `/`)
+    /// on `server`: a second repository on the same server.
+    pub fn publish_at(&self, server: &HttpServer, base: &str) {
+        for p in &self.packages {
+            server.put(&format!("{base}{}", p.file), p.tarball.clone());
+        }
+        server.put(
+            &format!("{base}index.json"),
+            serde_json::to_vec_pretty(&self.index()).expect("index json"),
+        );
+    }
+
+    /// Put the tarballs, `index` (the exact bytes of an `index.json`) and its signature by
+    /// `key` with this trusted comment under [`REPO_PATH`] on `server` (as a publisher using
+    /// `minisign -S -t COMMENT` would).
+    pub fn publish_signed_bytes(
+        &self,
+        server: &HttpServer,
+        key: &SigningKey,
+        index: &[u8],
+        trusted_comment: &str,
+    ) {
         for p in &self.packages {
             server.put(&p.path(), p.tarball.clone());
         }
+        server.put(&format!("{REPO_PATH}index.json"), index.to_vec());
         server.put(
-            &format!("{REPO_PATH}index.json"),
-            serde_json::to_vec_pretty(&self.index()).expect("index json"),
+            &format!("{REPO_PATH}index.json.minisig"),
+            key.sign(index, trusted_comment),
         );
     }
 }
@@ -721,6 +747,24 @@ impl SigningKey {
     /// The public key's file name in `etc/spk/keys/`.
     pub fn file_name(&self) -> String {
         format!("{}.pub", self.name)
+    }
+
+    /// The text of a `.minisig` of `data` whose trusted comment is `trusted_comment` (what
+    /// `minisign -S -t COMMENT` writes).
+    pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Vec<u8> {
+        let secret = minisign::SecretKey::from_unencrypted_box(self.secret.clone().into())
+            .expect("unencrypted secret key");
+        let public = minisign::PublicKey::from_secret_key(&secret).expect("public key");
+        minisign::sign(
+            Some(&public),
+            &secret,
+            std::io::Cursor::new(data),
+            Some(trusted_comment),
+            Some("signature from a test"),
+        )
+        .expect("sign")
+        .into_string()
+        .into_bytes()
     }
 }
 

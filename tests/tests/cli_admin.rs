@@ -411,7 +411,10 @@ async fn json_outputs_have_their_documented_shape() {
     check.assert_success();
     assert_eq!(
         check.json(),
-        json!({"updates": 0, "packages": []}),
+        json!({"updates": 0, "packages": [], "repositories": [{
+            "name": "test", "kind": "index", "location": env.server.url("/repo/"),
+            "release": "2026.11.25", "timestamp": 0, "signed": false,
+        }]}),
         "{check}"
     );
 
@@ -502,6 +505,7 @@ async fn json_outputs_have_their_documented_shape() {
             "memory",
             "repositories",
             "root",
+            "signatures",
             "spkctl-version",
             "spkd-version"
         ],
@@ -512,7 +516,13 @@ async fn json_outputs_have_their_documented_shape() {
     assert!(about["gpus"].is_array(), "{about}");
     assert_eq!(
         about["repositories"],
-        json!([{"name": "test", "kind": "index", "location": env.server.url("/repo/"), "release": "2026.11.25"}]),
+        json!([{"name": "test", "kind": "index", "location": env.server.url("/repo/"),
+            "release": "2026.11.25", "timestamp": 0, "signed": false}]),
+        "{about}"
+    );
+    assert_eq!(
+        about["signatures"],
+        json!({"on": false, "keys": []}),
         "{about}"
     );
 

@@ -354,6 +354,169 @@ fn a_well_formed_index_is_accepted_as_written() {
     });
 }
 
+// Trusted comments: the signed time of an index without a `timestamp` field is the
+// `timestamp:` of its signature's trusted comment (`spk_engine::signature`).
+
+/// A field of a trusted comment that is not a `timestamp:` one.
+fn other_field() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("file:index.json".to_owned()),
+        Just("hashed".to_owned()),
+        Just("timestamp".to_owned()),
+        Just("stamp:1".to_owned()),
+        "[a-z]{1,8}:[!-~]{0,12}",
+        "[!-~]{1,16}",
+    ]
+    .prop_filter("not a timestamp field", |f| !f.starts_with("timestamp:"))
+}
+
+fn separator() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("\t"), Just(" "), Just("\t\t"), Just(" \t ")]
+}
+
+#[test]
+fn trusted_comment_parsing_never_panics() {
+    proptest!(config(), |(text in any::<String>(), bytes in prop::collection::vec(any::<u8>(), 0..256))| {
+        let _ = spk_engine::signature::trusted_comment_timestamp(&text);
+        let _ = spk_engine::signature::trusted_comment_timestamp(&String::from_utf8_lossy(&bytes));
+        let _ = spk_engine::signature::trusted_comment_timestamp(&format!("timestamp:{text}"));
+    });
+}
+
+#[test]
+fn the_timestamp_of_a_trusted_comment_is_found_among_other_fields() {
+    proptest!(config(), |(
+        before in prop::collection::vec((other_field(), separator()), 0..4),
+        time in any::<u64>(),
+        after in prop::collection::vec((separator(), "[!-~]{0,16}"), 0..4),
+        lead in prop_oneof![Just(""), Just(" "), Just("\t")],
+    )| {
+        let mut comment = lead.to_owned();
+        for (field, sep) in &before {
+            comment.push_str(field);
+            comment.push_str(sep);
+        }
+        comment.push_str(&format!("timestamp:{time}"));
+        for (sep, field) in &after {
+            comment.push_str(sep);
+            comment.push_str(field);
+        }
+        prop_assert_eq!(
+            spk_engine::signature::trusted_comment_timestamp(&comment),
+            Some(time),
+            "{:?}", comment
+        );
+    });
+}
+
+#[test]
+fn a_malformed_first_timestamp_field_gives_no_time() {
+    // The first `timestamp:` field decides: a comment that says two things is not believed.
+    proptest!(config(), |(
+        bad in "[!-~]{0,12}".prop_filter("not all digits", |s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit())),
+        later in any::<u64>(),
+        none in prop::collection::vec(other_field(), 0..5),
+    )| {
+        let comment = format!("timestamp:{bad}\ttimestamp:{later}");
+        prop_assert_eq!(spk_engine::signature::trusted_comment_timestamp(&comment), None, "{:?}", comment);
+        let without = none.join("\t");
+        prop_assert_eq!(spk_engine::signature::trusted_comment_timestamp(&without), None, "{:?}", without);
+        // More digits than a u64 holds is no time either.
+        let huge = format!("timestamp:{later}{}", "9".repeat(20));
+        prop_assert_eq!(spk_engine::signature::trusted_comment_timestamp(&huge), None);
+    });
+}
+
+#[test]
+fn a_signed_trusted_comment_comes_back_verified_with_its_time() {
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("smechos.pub"),
+        pair.pk.to_box().unwrap().into_string(),
+    )
+    .unwrap();
+    let keyring = spk_engine::signature::Keyring::load(dir.path()).unwrap();
+    let cases = ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    };
+    proptest!(cases, |(
+        data in prop::collection::vec(any::<u8>(), 0..256),
+        time in prop::option::of(any::<u64>()),
+        fields in prop::collection::vec(other_field(), 0..3),
+    )| {
+        let mut parts = fields.clone();
+        if let Some(t) = time {
+            parts.insert(0, format!("timestamp:{t}"));
+        }
+        let comment = parts.join("\t");
+        let signature = minisign::sign(
+            Some(&pair.pk),
+            &pair.sk,
+            std::io::Cursor::new(&data),
+            Some(&comment),
+            None,
+        )
+        .unwrap()
+        .into_string();
+        let verified = keyring.verify(&data, signature.as_bytes());
+        prop_assert!(verified.is_ok(), "{:?}", verified.err());
+        let verified = verified.unwrap();
+        prop_assert_eq!(&verified.trusted_comment, &comment);
+        prop_assert_eq!(
+            spk_engine::signature::trusted_comment_timestamp(&verified.trusted_comment),
+            time
+        );
+        // The comment is signed: changing it breaks the signature.
+        let forged = signature.replacen("\ntrusted comment: ", "\ntrusted comment: timestamp:1\t", 1);
+        prop_assert!(keyring.verify(&data, forged.as_bytes()).is_err());
+    });
+}
+
+// The keys of spk.toml that bound refreshes and say what the transport may vouch for:
+// whatever value is written, spkd either takes it as written or refuses it naming the key.
+
+#[test]
+fn refresh_and_transport_keys_are_taken_as_written_or_refused_by_name() {
+    proptest!(config(), |(
+        timeout in prop_oneof![Just(0u64), any::<u64>()],
+        age in prop::option::of(prop_oneof![Just(0u64), any::<u64>()]),
+        insecure in prop_oneof![Just("true".to_owned()), Just("false".to_owned()), Just("\"yes\"".to_owned()), Just("1".to_owned())],
+    )| {
+        let mut text = format!("refresh_timeout = {}\n", timeout.min(i64::MAX as u64));
+        if let Some(age) = age {
+            text.push_str(&format!("max_index_age = {}\n", age.min(i64::MAX as u64)));
+        }
+        text.push_str(&format!(
+            "[[repo]]\nname = \"m\"\nkind = \"index\"\nurl = \"http://m.example/\"\nallow_insecure = {insecure}\n"
+        ));
+        let parsed = spk_engine::config::Config::parse(&text, Path::new("spk.toml"));
+        // A mistyped value is refused as the file is read, a zero when it is checked.
+        let bad_key = if insecure != "true" && insecure != "false" {
+            Some("allow_insecure")
+        } else if timeout == 0 {
+            Some("refresh_timeout")
+        } else if age == Some(0) {
+            Some("max_index_age")
+        } else {
+            None
+        };
+        match (parsed, bad_key) {
+            (Ok(c), None) => {
+                prop_assert_eq!(c.refresh_timeout, timeout.min(i64::MAX as u64));
+                prop_assert_eq!(c.max_index_age, age.map(|a| a.min(i64::MAX as u64)));
+                prop_assert_eq!(c.repos[0].allow_insecure, insecure == "true");
+                prop_assert!(c.refresh_timeout().as_secs() >= 1);
+                // Days in seconds never overflow.
+                let _ = c.max_index_age_secs();
+            }
+            (Err(e), Some(key)) => prop_assert!(e.to_string().contains(key), "{e}"),
+            (other, key) => prop_assert!(false, "{text:?}: {other:?}, expected a refusal of {key:?}"),
+        }
+    });
+}
+
 /// One entry of a generated tar stream: its type flag, the size its header declares, and how
 /// many data bytes actually follow (a lying header declares more or less than it carries).
 #[derive(Debug, Clone)]

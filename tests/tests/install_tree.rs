@@ -213,6 +213,9 @@ fn assert_installed_spkd_accepts_the_default_config(tree: &InstalledTree, dir: &
     for key in [
         "parallel_downloads",
         "allow_unverified",
+        "refresh_timeout",
+        "max_index_age",
+        "allow_insecure",
         "tag",
         "api",
         "mirrors",

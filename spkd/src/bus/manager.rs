@@ -366,27 +366,44 @@ impl Manager {
         Ok(entries.into_iter().map(history_dict).collect())
     }
 
-    /// The configured package sources: name, kind, location, release (as last refreshed).
+    /// The configured package sources: name, kind, location, release (as last refreshed),
+    /// timestamp (when that index was published; 0 = unknown) and signed (whether that time
+    /// is signed by a trusted key).
     #[zbus(out_args("repositories"))]
     async fn get_repositories(&self) -> Vec<HashMap<String, OwnedValue>> {
         self.engine
             .repositories()
             .into_iter()
-            .map(|(name, kind, location, release)| {
+            .map(|r| {
                 let mut d = HashMap::new();
                 for (k, v) in [
-                    ("name", name),
-                    ("kind", kind),
-                    ("location", location),
-                    ("release", release),
+                    ("name", Value::from(r.name)),
+                    ("kind", Value::from(r.kind)),
+                    ("location", Value::from(r.location)),
+                    ("release", Value::from(r.release)),
+                    ("timestamp", Value::from(r.published)),
+                    ("signed", Value::from(r.signed)),
                 ] {
-                    if let Ok(v) = Value::from(v).try_to_owned() {
+                    if let Ok(v) = v.try_to_owned() {
                         d.insert(k.to_owned(), v);
                     }
                 }
                 d
             })
             .collect()
+    }
+
+    /// The trusted key files (`ROOT/etc/spk/keys/*.pub`), read when asked; empty when
+    /// signature checks are off.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn trusted_keys(&self) -> Vec<String> {
+        match spk_engine::signature::key_files(&self.engine.keys_dir()) {
+            Ok(files) => files.iter().map(|p| p.display().to_string()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the trusted keys");
+                Vec::new()
+            }
+        }
     }
 
     #[zbus(property)]
