@@ -451,8 +451,13 @@ impl Engine {
         }
     }
 
-    /// Compare installed files with their manifests (all packages when `names` is empty).
-    pub fn verify(&self, names: &[String]) -> Result<Vec<crate::integrity::Problem>> {
+    /// Compare installed files with their manifests (all packages when `names` is empty),
+    /// saying as much as `detail` allows.
+    pub fn verify(
+        &self,
+        names: &[String],
+        detail: crate::integrity::Detail,
+    ) -> Result<Vec<crate::integrity::Problem>> {
         let installed = self.db.installed()?;
         let packages = if names.is_empty() {
             installed.into_values().collect()
@@ -469,7 +474,11 @@ impl Engine {
             }
             out
         };
-        Ok(crate::integrity::check(&self.layout.root, &packages))
+        Ok(crate::integrity::check(
+            &self.layout.root,
+            &packages,
+            detail,
+        ))
     }
 
     /// The configured repositories in priority order: `(name, kind, location, release)`;

@@ -8,7 +8,8 @@
 //!
 //! Needs: `dbus-daemon` on `PATH` (Debian package `dbus-daemon`), GNU `tar` with xz for the
 //! harness self-tests, root with `unshare`/`nsenter`, `mkfs.vfat` (dosfstools) and `fusefat`
-//! for the real-root tests, and the workspace binaries in `target/<profile>/` — run the suite as
+//! for the real-root tests, Debian's `polkitd` for the tests of polkit's answers ([`polkit`]),
+//! and the workspace binaries in `target/<profile>/` — run the suite as
 //! `cargo test --workspace` or `cargo nextest run --workspace`, which build them first
 //! (`-p spk-tests` alone would test whatever binaries were built last).
 
@@ -21,6 +22,7 @@ pub mod introspection;
 pub mod make_install;
 pub mod namespace;
 pub mod openrc;
+pub mod polkit;
 pub mod real_root;
 pub mod repo;
 pub mod snapshot;

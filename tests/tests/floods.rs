@@ -1,11 +1,16 @@
-//! The listings that clients poll (`ListPackages`, `UpdateCount`, `info`) are served from
-//! memory, not by parsing every manifest per call: they must follow every change.
+//! No floods: Refresh calls while a refresh is queued or running join it instead of queueing
+//! more (one request to the mirror, one transaction), and the listings that clients poll
+//! (`ListPackages`, `UpdateCount`, `info`), served from memory, follow every change. The cap of
+//! queued transactions per user is tested with a real polkit in `polkit.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use serde_json::Value;
-use spk_tests::client::{MANAGER, MANAGER_PATH};
-use spk_tests::{Env, Package, Repo};
+use spk_tests::client::{MANAGER, MANAGER_PATH, TRANSACTION_TIMEOUT};
+use spk_tests::{Env, Fault, Package, Repo};
+
+const INDEX: &str = "/repo/index.json";
 
 fn plasma(version: &str) -> Package {
     Package::new("plasma", version)
@@ -20,6 +25,60 @@ fn qt6() -> Package {
 /// Ships qt6's library.
 fn qt6_fork() -> Package {
     Package::new("qt6-fork", "1").file("usr/lib/libQt6Core.so.6", "fork\n", 0o755)
+}
+
+async fn refresh(client: &spk_tests::client::Client) -> String {
+    let options: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
+    let reply = client
+        .call(MANAGER_PATH, MANAGER, "Refresh", &(options,))
+        .await
+        .expect("Refresh");
+    let path: zbus::zvariant::OwnedObjectPath = reply.body().deserialize().expect("o");
+    path.as_str().to_owned()
+}
+
+#[tokio::test]
+async fn refresh_calls_while_one_runs_join_it() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    // The mirror answers the first index request slowly: a refresh stays running meanwhile.
+    env.server
+        .set_fault_times(INDEX, Fault::Stall(Duration::from_secs(5)), 1);
+    let client = env.client().await;
+    let mut watch = client.watch().await;
+
+    let mut paths = Vec::new();
+    for _ in 0..50 {
+        paths.push(refresh(&client).await);
+    }
+    // spkctl check joins it too, and reports its result.
+    env.spkctl(&["check"]).await.assert_success();
+
+    let distinct: BTreeSet<&String> = paths.iter().collect();
+    assert!(
+        distinct.len() <= 2,
+        "50 Refresh calls made {} transactions: {distinct:?}",
+        distinct.len()
+    );
+    assert!(
+        env.server.gets(INDEX) <= 2,
+        "the mirror was asked for the index {} times",
+        env.server.gets(INDEX)
+    );
+    assert!(
+        client.transactions().await.len() <= 2,
+        "{:?}",
+        client.transactions().await
+    );
+    for path in &distinct {
+        let ended = watch.until_finished(path, TRANSACTION_TIMEOUT).await;
+        assert_eq!(ended.finished.0, "finished", "{path}: {ended:#?}");
+    }
+
+    // Once it has ended, a Refresh is a new one.
+    let next = refresh(&client).await;
+    assert!(!distinct.contains(&next), "{next} was reused: {distinct:?}");
+    let ended = watch.until_finished(&next, TRANSACTION_TIMEOUT).await;
+    assert_eq!(ended.finished.0, "finished", "{ended:#?}");
 }
 
 /// `ListPackages` as `name → row`.
