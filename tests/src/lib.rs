@@ -8,10 +8,11 @@
 //!
 //! Needs: `dbus-daemon` on `PATH` (Debian package `dbus-daemon`), GNU `tar` with xz for the
 //! harness self-tests, root with `unshare`/`nsenter`, `mkfs.vfat` (dosfstools) and `fusefat`
-//! for the real-root tests, Debian's `polkitd` for the tests of polkit's answers ([`polkit`]),
-//! and the workspace binaries in `target/<profile>/` — run the suite as
+//! for the real-root tests, and the workspace binaries in `target/<profile>/` — run the suite as
 //! `cargo test --workspace` or `cargo nextest run --workspace`, which build them first
 //! (`-p spk-tests` alone would test whatever binaries were built last).
+//!
+//! The tests of polkit's own answers ([`polkit`]) need Debian's `polkitd` too.
 
 pub mod bus;
 pub mod client;
