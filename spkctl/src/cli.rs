@@ -50,12 +50,14 @@ pub struct ChangeOptions {
     /// Show what would happen, change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Take over files that another installed package owns (and files of none, as --adopt)
+    /// Take over files that another installed package owns (and files of none, as --adopt);
+    /// users other than root need an administrator's password (polkit xyz.smech.spk.force)
     #[arg(long)]
     pub force_overwrite: bool,
     /// Take over files already on disk that no package owns (a system installed by the old
     /// spk); a changed file under /etc is kept and the package's version written beside it as
-    /// FILE.spknew
+    /// FILE.spknew; users other than root need an administrator's password (polkit
+    /// xyz.smech.spk.force)
     #[arg(long)]
     pub adopt: bool,
 }
@@ -105,7 +107,7 @@ pub enum Command {
     },
     /// Check installed files against their recorded type, mode and sha256 (all packages by
     /// default); exit 1 when anything differs (configuration files changed locally are shown
-    /// but are not damage)
+    /// but are not damage). Only root is told hashes, sizes, modes and link targets
     Verify {
         #[arg(value_name = "PKG")]
         packages: Vec<String>,

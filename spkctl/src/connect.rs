@@ -102,6 +102,8 @@ fn spkd_binary() -> std::path::PathBuf {
 
 /// Start `spkd --root ROOT --p2p-fd 0` on one end of a socket pair and talk D-Bus over the
 /// other: the same API and engine, with no bus daemon. spkd logs to ROOT/var/log/spkd.log.
+/// Should spkd exit before answering (a typo in spk.toml), this fails at once with spkd's own
+/// error, read back from that log.
 pub async fn connect_root(
     root: &std::path::Path,
     config: Option<&std::path::Path>,
@@ -118,6 +120,8 @@ pub async fn connect_root(
         .append(true)
         .open(&log_path)
         .map_err(|e| Failure::failed(format!("opening {}: {e}", log_path.display())))?;
+    // Where this spkd's lines start (the log is appended to across runs).
+    let log_start = log.metadata().map_or(0, |m| m.len());
     let spkd = spkd_binary();
     let mut cmd = Command::new(&spkd);
     cmd.arg("--root").arg(root).args(["--p2p-fd", "0"]);
@@ -130,26 +134,78 @@ pub async fn connect_root(
         .stderr(Stdio::from(log))
         .spawn()
         .map_err(|e| Failure::unreachable(format!("cannot start {}: {e}", spkd.display())))?;
-    let daemon = PrivateDaemon { child };
+    // The command still holds spkd's end of the socket pair: close it here, or the handshake
+    // below never sees the end of the connection when spkd dies, and waits for ever.
+    drop(cmd);
+    let mut daemon = PrivateDaemon { child };
+    let gone = |detail: String| Failure {
+        code: EXIT_UNREACHABLE,
+        message: format!(
+            "the private spkd for {} {detail}{}",
+            root.display(),
+            spkd_error(&log_path, log_start)
+                .map(|e| format!(":\n{e}"))
+                .unwrap_or_default()
+        ),
+    };
     ours.set_nonblocking(true)
         .map_err(|e| Failure::failed(e.to_string()))?;
     let stream =
         tokio::net::UnixStream::from_std(ours).map_err(|e| Failure::failed(e.to_string()))?;
-    let conn = zbus::connection::Builder::unix_stream(stream)
-        .p2p()
-        .build()
-        .await
-        .map_err(|e| {
-            let tail = std::fs::read_to_string(&log_path)
-                .map(|l| l.lines().last().unwrap_or_default().to_owned())
-                .unwrap_or_default();
-            Failure::unreachable(format!(
-                "the private spkd for {} did not start ({e}): {tail}",
-                root.display()
-            ))
-        })?;
+    let handshake = zbus::connection::Builder::unix_stream(stream).p2p().build();
+    let conn = tokio::select! {
+        built = handshake => match built {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Most likely spkd is exiting: its status (and its error, in the log, which it
+                // wrote before exiting) say more than the broken handshake.
+                let waited = std::time::Duration::from_secs(2);
+                return Err(match tokio::time::timeout(waited, exited(&mut daemon.child)).await {
+                    Ok(status) => gone(format!("exited before answering ({status})")),
+                    Err(_) => gone(format!("did not start ({e})")),
+                });
+            }
+        },
+        status = exited(&mut daemon.child) => {
+            return Err(gone(format!("exited before answering ({status})")));
+        }
+    };
     let manager = ManagerProxy::new(&conn).await.map_err(Failure::from)?;
     Ok((conn, manager, daemon))
+}
+
+/// Resolves when `child` has exited, with how.
+async fn exited(child: &mut std::process::Child) -> String {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.to_string(),
+            Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(e) => return format!("cannot wait for it: {e}"),
+        }
+    }
+}
+
+/// What spkd said last in its log after `start`: from its last `spkd: ` line (the error it
+/// exits with, which may span lines, e.g. a TOML error with its snippet) to the end, else
+/// its last lines; at most a few KiB.
+fn spkd_error(log: &std::path::Path, start: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const MAX: u64 = 4096;
+    let mut file = std::fs::File::open(log).ok()?;
+    let end = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(start.max(end.saturating_sub(MAX))))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines
+        .iter()
+        .rposition(|l| l.starts_with("spkd: "))
+        .unwrap_or(lines.len().saturating_sub(5));
+    let tail = lines[from..].join("\n");
+    let tail = tail.trim();
+    (!tail.is_empty()).then(|| tail.to_owned())
 }
 
 pub async fn connect(

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,42 @@ pub struct InstalledPackage {
     /// undone); a reinstall repairs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+}
+
+/// An installed package without its file list: what listings (`ListPackages`, `UpdateCount`,
+/// `info`) need. Parsing every manifest (each holds every file record) per call made those cost
+/// as much as the installed files; these are kept in memory instead (see
+/// [`Database::summaries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub name: String,
+    pub version: String,
+    pub kind: PackageKind,
+    pub sha256: String,
+    pub repo: String,
+    pub size: u64,
+    pub installed_size: u64,
+    pub description: String,
+    /// Regular files and symlinks ([`file_count`]).
+    pub files: u64,
+    pub broken: Option<String>,
+}
+
+impl Summary {
+    pub fn of(p: &InstalledPackage) -> Summary {
+        Summary {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            kind: p.kind,
+            sha256: p.sha256.clone(),
+            repo: p.repo.clone(),
+            size: p.size,
+            installed_size: p.installed_size,
+            description: p.description.clone(),
+            files: file_count(&p.files) as u64,
+            broken: p.broken.clone(),
+        }
+    }
 }
 
 /// One modifying transaction as `spkctl history` shows it.
@@ -76,6 +113,10 @@ pub struct DirInfo {
 pub struct Database {
     db: redb::Database,
     dump_path: PathBuf,
+    /// [`Summary`] of every installed package, filled on first use and dropped by every write
+    /// to the packages table. Filled and dropped under this lock, and dropped only after the
+    /// write committed: a fill racing a write is either dropped or saw the write.
+    summaries: Mutex<Option<Arc<BTreeMap<String, Summary>>>>,
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -116,6 +157,7 @@ impl Database {
         Ok(Database {
             db,
             dump_path: dir.join("installed.json"),
+            summaries: Mutex::new(None),
         })
     }
 
@@ -167,6 +209,7 @@ impl Database {
                 .insert(SCHEMA_KEY, SCHEMA.to_le_bytes().as_slice())?;
         }
         txn.commit()?;
+        self.forget_summaries();
         Ok(())
     }
 
@@ -195,6 +238,33 @@ impl Database {
             out.insert(k.value().to_owned(), parse(v.value())?);
         }
         Ok(out)
+    }
+
+    /// Every installed package's [`Summary`], from memory once read.
+    pub fn summaries(&self) -> Result<Arc<BTreeMap<String, Summary>>> {
+        let mut cached = self
+            .summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = &*cached {
+            return Ok(s.clone());
+        }
+        let fresh: BTreeMap<String, Summary> = self
+            .installed()?
+            .into_iter()
+            .map(|(name, p)| (name, Summary::of(&p)))
+            .collect();
+        let fresh = Arc::new(fresh);
+        *cached = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The packages table changed: the next [`Database::summaries`] reads it again.
+    fn forget_summaries(&self) {
+        *self
+            .summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     pub fn package(&self, name: &str) -> Result<Option<InstalledPackage>> {
@@ -291,6 +361,7 @@ impl Database {
                 .insert(name, json(next)?.as_str())?;
         }
         txn.commit()?;
+        self.forget_summaries();
         Ok(())
     }
 
@@ -333,6 +404,7 @@ impl Database {
             txn.open_table(JOURNAL)?.remove(record.name.as_str())?;
         }
         txn.commit()?;
+        self.forget_summaries();
         Ok(())
     }
 

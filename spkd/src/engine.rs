@@ -17,7 +17,7 @@ use crate::catalog::{Available, Catalog, Refused, RepoSnapshot};
 use crate::commit::committer::{self, Committer};
 use crate::commit::plan::{self as commit_plan, Plan};
 use crate::config::Config;
-use crate::db::{self, Database, HistoryEntry, InstalledPackage};
+use crate::db::{Database, HistoryEntry, InstalledPackage, Summary};
 use crate::error::{Error, Result};
 use crate::index::check_package_name;
 use crate::layout::Layout;
@@ -287,6 +287,8 @@ impl Engine {
         };
         engine.convert_database()?;
         engine.recover()?;
+        // Listings read summaries from memory from now on (see `Database::summaries`).
+        engine.db.summaries()?;
         Ok(engine)
     }
 
@@ -499,8 +501,13 @@ impl Engine {
         }
     }
 
-    /// Compare installed files with their manifests (all packages when `names` is empty).
-    pub fn verify(&self, names: &[String]) -> Result<Vec<crate::integrity::Problem>> {
+    /// Compare installed files with their manifests (all packages when `names` is empty),
+    /// saying as much as `detail` allows.
+    pub fn verify(
+        &self,
+        names: &[String],
+        detail: crate::integrity::Detail,
+    ) -> Result<Vec<crate::integrity::Problem>> {
         let installed = self.db.installed()?;
         let packages = if names.is_empty() {
             installed.into_values().collect()
@@ -517,7 +524,11 @@ impl Engine {
             }
             out
         };
-        Ok(crate::integrity::check(&self.layout.root, &packages))
+        Ok(crate::integrity::check(
+            &self.layout.root,
+            &packages,
+            detail,
+        ))
     }
 
     /// The configured repositories in priority order, with the release and date of the index
@@ -747,7 +758,7 @@ impl Engine {
 
     /// Installed packages whose repository offers a different build.
     pub fn updates(&self) -> Result<Vec<String>> {
-        let installed = self.db.installed()?;
+        let installed = self.db.summaries()?;
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         Ok(installed
             .values()
@@ -761,7 +772,7 @@ impl Engine {
     }
 
     pub fn list(&self) -> Result<Vec<PackageInfo>> {
-        let installed = self.db.installed()?;
+        let installed = self.db.summaries()?;
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         let offered = catalog.all();
         let mut names: Vec<&str> = offered.keys().copied().collect();
@@ -775,7 +786,7 @@ impl Engine {
     }
 
     pub fn info(&self, name: &str) -> Result<PackageInfo> {
-        let installed = self.db.package(name)?;
+        let installed = self.db.summaries()?.get(name).cloned();
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         let offered = catalog.get(name);
         if installed.is_none() && offered.is_none() {
@@ -1272,11 +1283,7 @@ fn unknown(name: &str) -> Error {
     }
 }
 
-fn describe(
-    name: &str,
-    installed: Option<&InstalledPackage>,
-    offered: Option<&Available>,
-) -> PackageInfo {
+fn describe(name: &str, installed: Option<&Summary>, offered: Option<&Available>) -> PackageInfo {
     let state = match (installed, offered) {
         (Some(i), _) if i.broken.is_some() => "broken",
         (Some(i), Some(a)) if !a.is_build(&i.sha256, &i.version, i.size) => "upgradable",
@@ -1306,7 +1313,7 @@ fn describe(
             .or(installed.map(|i| i.repo.clone()))
             .unwrap_or_default(),
         verified_by: offered.map(|a| a.verified_by.clone()).unwrap_or_default(),
-        files: installed.map_or(0, |i| db::file_count(&i.files) as u64),
+        files: installed.map_or(0, |i| i.files),
         problem: installed.and_then(|i| i.broken.clone()).unwrap_or_default(),
     }
 }

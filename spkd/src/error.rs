@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Io,
     InvalidArgs,
     NotAvailable,
+    /// The caller has as many transactions queued or running as it may.
+    Busy,
 }
 
 impl ErrorKind {
@@ -31,6 +33,7 @@ impl ErrorKind {
             ErrorKind::Io => "Io",
             ErrorKind::InvalidArgs => "InvalidArgs",
             ErrorKind::NotAvailable => "NotAvailable",
+            ErrorKind::Busy => "Busy",
         }
     }
 }
@@ -157,6 +160,11 @@ pub enum Error {
     #[error("transaction cancelled")]
     Cancelled,
 
+    #[error(
+        "uid {uid} already has {limit} transactions queued or running; wait for them to finish"
+    )]
+    TooManyTransactions { uid: u32, limit: usize },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -188,6 +196,7 @@ impl Error {
             Error::Commit { .. } | Error::NoSpace { .. } => ErrorKind::Io,
             Error::NotAuthorized(_) => ErrorKind::NotAuthorized,
             Error::Cancelled => ErrorKind::Cancelled,
+            Error::TooManyTransactions { .. } => ErrorKind::Busy,
             Error::Io { .. } | Error::Database(_) => ErrorKind::Io,
         }
     }

@@ -2,6 +2,9 @@
 //! (type, mode, content hash, symlink target). Read-only; reports every difference by path. A
 //! configuration file the admin edited is reported as such, not as damage. Directories are
 //! checked for being directories only: an existing one keeps the mode it had before spk.
+//!
+//! Verify is open to every local user and reads as root, so what it reports depends on who
+//! asks ([`Detail`]): only root sees hashes, sizes, modes and link targets.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -45,6 +48,16 @@ impl ProblemKind {
     }
 }
 
+/// How much a report may say about what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything: the file's sha256 and size, its mode, a symlink's target (for root).
+    Full,
+    /// The kind of difference only ("content changed"): the sha256 or the length of a 0600
+    /// secret that the caller could not read itself makes a short one guessable offline.
+    Redacted,
+}
+
 /// One difference between the disk and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -54,8 +67,8 @@ pub struct Problem {
     pub problem: String,
 }
 
-/// Check every file of `packages` under `root`.
-pub fn check(root: &Path, packages: &[InstalledPackage]) -> Vec<Problem> {
+/// Check every file of `packages` under `root`, saying as much as `detail` allows.
+pub fn check(root: &Path, packages: &[InstalledPackage], detail: Detail) -> Vec<Problem> {
     let mut out = Vec::new();
     for package in packages {
         if let Some(why) = &package.broken {
@@ -77,8 +90,16 @@ pub fn check(root: &Path, packages: &[InstalledPackage]) -> Vec<Problem> {
             };
             if let Some((mut kind, mut problem)) = problem {
                 if kind == ProblemKind::Content && is_config(&record.path) {
+                    // The same detail, in words that say it is expected.
                     kind = ProblemKind::Config;
-                    problem = "configuration file changed locally".to_owned();
+                    problem = problem.replacen(
+                        "content changed",
+                        "configuration file changed locally",
+                        1,
+                    );
+                }
+                if detail == Detail::Redacted {
+                    problem = redacted(kind, problem);
                 }
                 out.push(Problem {
                     package: package.name.clone(),
@@ -90,6 +111,17 @@ pub fn check(root: &Path, packages: &[InstalledPackage]) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// `problem` without what the caller could not see for itself (see [`Detail::Redacted`]).
+fn redacted(kind: ProblemKind, problem: String) -> String {
+    match kind {
+        ProblemKind::Content => "content changed".to_owned(),
+        ProblemKind::Config => "configuration file changed locally".to_owned(),
+        ProblemKind::Mode => "mode changed".to_owned(),
+        ProblemKind::Target => "symlink target changed".to_owned(),
+        ProblemKind::Missing | ProblemKind::Type | ProblemKind::Unreadable => problem,
+    }
 }
 
 fn compare(

@@ -12,6 +12,8 @@
 //! for the real-root tests, and the workspace binaries in `target/<profile>/` — run the suite as
 //! `cargo test --workspace` or `cargo nextest run --workspace`, which build them first
 //! (`-p spk-tests` alone would test whatever binaries were built last).
+//!
+//! The tests of polkit's own answers ([`polkit`]) need Debian's `polkitd` too.
 
 pub mod bus;
 pub mod client;
@@ -22,6 +24,7 @@ pub mod introspection;
 pub mod make_install;
 pub mod namespace;
 pub mod openrc;
+pub mod polkit;
 pub mod real_root;
 pub mod repo;
 pub mod snapshot;

@@ -34,6 +34,34 @@ impl SystemBus {
 
     /// Like [`SystemBus::start`], activating the services described in `servicedir`.
     pub fn start_with_services(dir: &Path, servicedir: Option<&Path>) -> SystemBus {
+        SystemBus::start_with(dir, servicedir, &[])
+    }
+
+    /// Like [`SystemBus::start`], with polkit's policy file too (the one Debian's `polkitd`
+    /// installs in `system.d/`): the user `polkitd` may own `org.freedesktop.PolicyKit1` and
+    /// everyone may call it. See [`crate::polkit::Polkit`].
+    pub fn start_with_polkit(dir: &Path) -> SystemBus {
+        let policy = dir.join("org.freedesktop.PolicyKit1.conf");
+        std::fs::write(
+            &policy,
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy user="polkitd">
+    <allow own="org.freedesktop.PolicyKit1"/>
+    <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
+  </policy>
+  <policy context="default">
+    <allow send_destination="org.freedesktop.PolicyKit1"/>
+  </policy>
+</busconfig>
+"#,
+        )
+        .expect("write polkit's bus policy");
+        SystemBus::start_with(dir, None, &[&policy])
+    }
+
+    fn start_with(dir: &Path, servicedir: Option<&Path>, includes: &[&Path]) -> SystemBus {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .expect("open the bus directory to other users");
         let config = dir.join("system-bus.conf");
@@ -72,10 +100,14 @@ impl SystemBus {
   </policy>
   <!-- What /usr/share/dbus-1/system.d/ holds once spk is installed. -->
   <include>{policy}</include>
-</busconfig>
+{includes}</busconfig>
 "#,
                 socket = dir.join("system_bus_socket").display(),
                 policy = policy.display(),
+                includes = includes
+                    .iter()
+                    .map(|p| format!("  <include>{}</include>\n", p.display()))
+                    .collect::<String>(),
             ),
         )
         .expect("write system bus config");

@@ -1,7 +1,8 @@
 //! Who may do what, on a bus configured like the system bus (with spk's policy file) and without
-//! polkit: root may do everything; `nobody` may read (list, info) but every change is refused
-//! by spkd with `NotAuthorized`, naming the uid and the action, and the root stays as it was.
-//! The uid comes from the bus, so the tests run `spkctl` (and a plain D-Bus client) as nobody.
+//! polkit: root may do everything; `nobody` may read (list, info, and verify, without hashes,
+//! sizes or modes) but every change is refused by spkd with `NotAuthorized`, naming the uid and
+//! the action, and the root stays as it was. The uid comes from the bus, so the tests run
+//! `spkctl` (and a plain D-Bus client) as nobody. With a real polkit: `polkit.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -231,4 +232,110 @@ async fn call_install_as_nobody(scene: &SystemScene) -> String {
         .await
         .unwrap();
     show(&out)
+}
+
+/// `spkctl --json verify` output as `(path, kind, problem)` rows, sorted by path.
+fn verify_rows(stdout: &[u8]) -> Vec<(String, String, String)> {
+    let rows: serde_json::Value = serde_json::from_slice(stdout).expect("verify --json");
+    let mut out: Vec<(String, String, String)> = rows
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (field("path"), field("kind"), field("problem"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn verify_tells_nobody_what_changed_but_no_hash_size_or_mode() {
+    let secret = "psk=\"hunter2\"\n";
+    let wifi = Package::new("wifi", "1")
+        .file("etc/wifi/psk.conf", secret, 0o600)
+        .file("usr/share/wifi/resized", "12345\n", 0o644)
+        .file("usr/share/wifi/same-size", "abcd\n", 0o644)
+        .file("usr/bin/wifi", "#!/bin/sh\n", 0o755);
+    let scene = SystemScene::new(&Repo::new().with(wifi)).await;
+    scene.as_root(&["install", "wifi"]).await.assert_success();
+    // The admin sets the real key (root-only, like the one shipped), and other files change.
+    std::fs::write(
+        scene.root.join("etc/wifi/psk.conf"),
+        "psk=\"correct horse\"\n",
+    )
+    .unwrap();
+    std::fs::write(scene.root.join("usr/share/wifi/resized"), "12\n").unwrap();
+    std::fs::write(scene.root.join("usr/share/wifi/same-size"), "wxyz\n").unwrap();
+    std::fs::set_permissions(
+        scene.root.join("usr/bin/wifi"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+
+    let nobody = scene.as_nobody(&["--json", "verify"]).await;
+    let root = scene.as_root(&["--json", "verify"]).await;
+
+    // Both see which files changed, and how (the same exit code: damage outside etc/).
+    assert_eq!(nobody.status.code(), Some(1), "{}", show(&nobody));
+    root.assert_code(1);
+    let shown = verify_rows(&nobody.stdout);
+    assert_eq!(
+        shown,
+        [
+            (
+                "etc/wifi/psk.conf",
+                "config",
+                "configuration file changed locally"
+            ),
+            ("usr/bin/wifi", "mode", "mode changed"),
+            ("usr/share/wifi/resized", "content", "content changed"),
+            ("usr/share/wifi/same-size", "content", "content changed"),
+        ]
+        .map(|(p, k, m)| (p.to_owned(), k.to_owned(), m.to_owned())),
+        "{}\n{}",
+        show(&nobody),
+        scene.context()
+    );
+    // No hash, size or mode: no digit at all.
+    for (path, _, problem) in &shown {
+        assert!(
+            !problem.contains(|c: char| c.is_ascii_digit()) && !problem.contains("expected"),
+            "{path}: {problem:?} shown to nobody"
+        );
+    }
+    // The plain listing is the same, as a person reads it.
+    let plain = scene.as_nobody(&["verify"]).await;
+    assert!(
+        String::from_utf8_lossy(&plain.stdout)
+            .contains("wifi: /etc/wifi/psk.conf: configuration file changed locally\n"),
+        "{}",
+        show(&plain)
+    );
+
+    // Root is told the detail.
+    let told = verify_rows(root.stdout.as_bytes());
+    let problem = |path: &str| {
+        told.iter()
+            .find(|(p, _, _)| p == path)
+            .map(|(_, _, m)| m.clone())
+            .unwrap_or_else(|| panic!("{path} not reported to root: {told:?}"))
+    };
+    assert_eq!(
+        problem("etc/wifi/psk.conf"),
+        format!(
+            "configuration file changed locally (size 20, expected {})",
+            secret.len()
+        )
+    );
+    assert_eq!(problem("usr/bin/wifi"), "mode 0700, expected 0755");
+    assert_eq!(
+        problem("usr/share/wifi/resized"),
+        "content changed (size 3, expected 6)"
+    );
+    assert!(
+        problem("usr/share/wifi/same-size").starts_with("content changed (sha256 "),
+        "{told:?}"
+    );
 }

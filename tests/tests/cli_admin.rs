@@ -141,6 +141,73 @@ async fn root_install_works_with_no_bus_at_all() {
 }
 
 #[tokio::test]
+async fn root_reports_a_private_spkd_that_dies_at_start_up() {
+    let dir = tempfile::Builder::new()
+        .prefix("spk-root-")
+        .tempdir()
+        .unwrap();
+    let root = dir.path().join("target");
+    std::fs::create_dir_all(root.join("etc/spk")).unwrap();
+    // A typo'd key: spkd refuses the configuration and exits before answering.
+    std::fs::write(
+        root.join("etc/spk/spk.toml"),
+        "frobnicate = 1\n[[repo]]\nname = \"test\"\nkind = \"index\"\n\
+         url = \"http://127.0.0.1:9/repo/\"\n",
+    )
+    .unwrap();
+    let before = spk_tests::Snapshot::take(&root);
+    let child = tokio::process::Command::new(binary("spkctl"))
+        .arg("--root")
+        .arg(&root)
+        .args(["--no-progress", "list"])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .env_remove("SPK_BUS_ADDRESS")
+        .env_remove("SPKD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run spkctl --root");
+
+    // A guard against the old hang, not a measure of speed.
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("spkctl --root hung after its spkd died")
+        .expect("wait for spkctl");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "daemon unreachable:\n{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "error: the private spkd for {} exited before answering (exit status: 1)",
+            root.display()
+        )),
+        "{stderr}"
+    );
+    // spkd's own words: the file, and the key it does not know.
+    assert!(
+        stderr.contains(&format!(
+            "spkd: configuration {}: ",
+            root.join("etc/spk/spk.toml").display()
+        )) && stderr.contains("unknown field `frobnicate`"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left = spkd_processes_for(&root);
+    assert!(left.is_empty(), "an spkd still runs: {left:?}");
+    // Only its log was written.
+    let mut after = spk_tests::Snapshot::take(&root);
+    after.nodes.retain(|path, _| !path.starts_with("var"));
+    before.assert_untouched(&after);
+}
+
+#[tokio::test]
 async fn monitor_follows_a_transaction_started_by_another_client() {
     let env = Env::new(&Repo::new().with(plasma("1"))).await;
     let idle = env.spkctl(&["monitor"]).await;

@@ -141,7 +141,7 @@ fn make_install_places_every_file_with_its_mode() {
         std::fs::read_to_string(workspace_root().join("dbus/xyz.smech.Spk1.xml")).unwrap()
     );
     let policy = assert_parses_as_xml(&tree, "/usr/share/polkit-1/actions/xyz.smech.spk.policy");
-    for action in ["refresh", "install", "upgrade", "remove"] {
+    for action in ["refresh", "install", "upgrade", "remove", "clean", "force"] {
         assert!(policy.contains(&format!("id=\"xyz.smech.spk.{action}\"")));
     }
 

@@ -148,7 +148,7 @@ async fn adopting_keeps_etc_and_replaces_the_rest(flag: &str) {
     verify.assert_success();
     assert!(
         verify.stdout.lines().any(|l| l.starts_with("base-files: ")
-            && l.ends_with("etc/hostname: configuration file changed locally")),
+            && l.contains("etc/hostname: configuration file changed locally (")),
         "{verify}"
     );
     env.assert_staging_clean();
@@ -381,7 +381,7 @@ async fn a_root_installed_by_the_old_tool_becomes_managed_with_install_adopt() {
     let config_lines: Vec<&str> = verify
         .stdout
         .lines()
-        .filter(|l| l.ends_with(": configuration file changed locally"))
+        .filter(|l| l.contains(": configuration file changed locally ("))
         .collect();
     assert_eq!(config_lines.len(), 2, "{verify}");
     let list = env.spkctl_json(&["list", "--installed"]).await;

@@ -28,6 +28,10 @@ pub async fn caller_uid(conn: &Connection, header: &Header<'_>) -> Result<u32, B
     }
 }
 
+/// polkit action id for the options `force` and `adopt` (taking over files of other packages,
+/// or of none), asked in addition to the install or upgrade action.
+pub const FORCE_ACTION: &str = "xyz.smech.spk.force";
+
 /// polkit action id guarding `action`.
 pub fn polkit_action(action: Action) -> &'static str {
     match action {

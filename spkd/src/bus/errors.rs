@@ -18,6 +18,7 @@ pub enum BusError {
     Io(String),
     InvalidArgs(String),
     NotAvailable(String),
+    Busy(String),
 }
 
 impl From<Error> for BusError {
@@ -33,6 +34,7 @@ impl From<Error> for BusError {
             ErrorKind::Io => BusError::Io(msg),
             ErrorKind::InvalidArgs => BusError::InvalidArgs(msg),
             ErrorKind::NotAvailable => BusError::NotAvailable(msg),
+            ErrorKind::Busy => BusError::Busy(msg),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! transaction objects, and publishes the daemon-wide properties.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,17 +14,34 @@ use zbus::{Connection, interface};
 
 use super::errors::BusError;
 use super::transaction::{self, Transaction};
+use spk_engine::integrity::Detail;
 use spk_engine::{Action, Engine, Options, PackageInfo, Request};
 
 pub const PATH: &str = "/xyz/smech/Spk1";
 /// How long a finished transaction stays on the bus for late readers.
 pub const RETENTION: Duration = Duration::from_secs(120);
+/// Most transactions a caller other than root may have queued or running at once: enough for
+/// an applet and a terminal side by side, too few to flood the queue. More calls get
+/// `xyz.smech.Spk1.Error.Busy` at once. Root is not limited (it can stop spkd anyway).
+pub const MAX_ACTIVE_PER_UID: usize = 4;
+
+/// A transaction on the bus, live or recently finished.
+struct Published {
+    path: OwnedObjectPath,
+    action: Action,
+    requester: u32,
+    /// Queued or running: cleared as its final state is set (see [`transaction::run`]).
+    active: Arc<AtomicBool>,
+}
 
 pub struct Manager {
     engine: Arc<Engine>,
     next_id: AtomicU64,
-    /// Live and recently finished transactions: path and cancel handle.
-    transactions: Arc<Mutex<Vec<(OwnedObjectPath, CancellationToken)>>>,
+    /// Live and recently finished transactions.
+    transactions: Arc<Mutex<Vec<Published>>>,
+    /// Held from the checks of [`Manager::spawn`] to the new transaction's entry in
+    /// `transactions`, so that two calls cannot both pass them.
+    admission: tokio::sync::Mutex<()>,
     /// Parent of every transaction's token: cancelled on shutdown.
     shutdown: CancellationToken,
 }
@@ -35,6 +52,7 @@ impl Manager {
             engine,
             next_id: AtomicU64::new(1),
             transactions: Arc::default(),
+            admission: tokio::sync::Mutex::new(()),
             shutdown,
         }
     }
@@ -55,10 +73,32 @@ impl Manager {
         };
         self.engine.validate(&req)?;
         req.requester = super::auth::authorize(conn, header, action).await?;
+        let takes_over = matches!(action, Action::Install | Action::Upgrade)
+            && (req.options.force || req.options.adopt);
+        if req.requester != 0 && takes_over {
+            // Taking over files of other packages (or of none) can replace any file of the
+            // system: its own action, always asking for an admin password.
+            super::auth::authorize_id(
+                conn,
+                header,
+                super::auth::FORCE_ACTION,
+                "take over files of other packages or of none (force, adopt)",
+            )
+            .await?;
+        }
         self.spawn(conn, req).await
     }
 
-    /// Publish a transaction object for `req` (already checked and authorized) and run it.
+    /// The Refresh queued or running now, if any.
+    fn active_refresh(list: &[Published]) -> Option<OwnedObjectPath> {
+        list.iter()
+            .find(|t| t.action == Action::Refresh && t.active.load(Ordering::Acquire))
+            .map(|t| t.path.clone())
+    }
+
+    /// Publish a transaction object for `req` (already checked and authorized) and run it. A
+    /// Refresh while another one is queued or running is that one; a caller other than root
+    /// with [`MAX_ACTIVE_PER_UID`] transactions queued or running gets `Busy`.
     pub async fn spawn(
         &self,
         conn: &Connection,
@@ -67,6 +107,31 @@ impl Manager {
         let (action, uid) = (req.action, req.requester);
         if self.shutdown.is_cancelled() {
             return Err(BusError::NotAvailable("spkd is shutting down".into()));
+        }
+        let _admission = self.admission.lock().await;
+        {
+            let list = self
+                .transactions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if action == Action::Refresh
+                && let Some(path) = Self::active_refresh(&list)
+            {
+                tracing::debug!(%path, uid, "refresh already queued or running: joined");
+                return Ok(path);
+            }
+            let active = list
+                .iter()
+                .filter(|t| t.requester == uid && t.active.load(Ordering::Acquire))
+                .count();
+            if uid != 0 && active >= MAX_ACTIVE_PER_UID {
+                tracing::info!(uid, active, "refused a transaction: too many queued");
+                return Err(spk_engine::Error::TooManyTransactions {
+                    uid,
+                    limit: MAX_ACTIVE_PER_UID,
+                }
+                .into());
+            }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let path = OwnedObjectPath::try_from(format!("{PATH}/transaction/{id}"))
@@ -77,10 +142,16 @@ impl Manager {
             .at(&path, Transaction::new(&req, uid, cancel.clone()))
             .await?;
         let iface = server.interface::<_, Transaction>(&path).await?;
+        let active = Arc::new(AtomicBool::new(true));
         self.transactions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((path.clone(), cancel.clone()));
+            .push(Published {
+                path: path.clone(),
+                action,
+                requester: uid,
+                active: active.clone(),
+            });
         tracing::info!(%path, uid, action = action.as_str(), names = ?req.names, "transaction queued");
 
         let engine = self.engine.clone();
@@ -89,7 +160,7 @@ impl Manager {
         let tx_path = path.clone();
         tokio::spawn(async move {
             let busy_watch = notify_busy_soon(conn.clone());
-            let outcome = transaction::run(engine, req, cancel, iface).await;
+            let outcome = transaction::run(engine, req, cancel, iface, &active).await;
             busy_watch.abort();
             announce(&conn, action, outcome.as_ref().ok()).await;
             tokio::time::sleep(RETENTION).await;
@@ -100,7 +171,7 @@ impl Manager {
             transactions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .retain(|(p, _)| p != &tx_path);
+                .retain(|t| t.path != tx_path);
         });
         Ok(path)
     }
@@ -276,7 +347,7 @@ impl Manager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(p, _)| p.clone())
+            .map(|t| t.path.clone())
             .collect()
     }
 
@@ -319,13 +390,20 @@ impl Manager {
 
     /// Installed files that differ from their package's manifest:
     /// `(package, path, kind, problem)`; kind `config` is a locally changed configuration file.
+    /// Open to everyone; only root learns hashes, sizes, modes and link targets.
     #[zbus(out_args("problems"))]
     async fn verify(
         &self,
         names: Vec<String>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<(String, String, String, String)>, BusError> {
+        let detail = match super::auth::caller_uid(conn, &header).await? {
+            0 => Detail::Full,
+            _ => Detail::Redacted,
+        };
         let engine = self.engine.clone();
-        let problems = tokio::task::spawn_blocking(move || engine.verify(&names))
+        let problems = tokio::task::spawn_blocking(move || engine.verify(&names, detail))
             .await
             .map_err(|e| BusError::Io(format!("verification stopped: {e}")))??;
         Ok(problems

@@ -1,6 +1,7 @@
 //! `xyz.smech.Spk1.Transaction` objects: a transaction's state as properties and signals, and
 //! the task that runs it in the engine and mirrors the engine's events onto the bus.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
@@ -166,11 +167,14 @@ impl Transaction {
 
 /// Run `req` in the engine and mirror its events onto the transaction object at `iface`.
 /// Returns the outcome (for the manager's follow-up: update count, signals).
+/// Run `req` as the transaction `iface`; `active` turns false as its final state is set, before
+/// `Finished` (from then on, a Refresh call does not join it).
 pub async fn run(
     engine: Arc<Engine>,
     req: Request,
     cancel: CancellationToken,
     iface: InterfaceRef<Transaction>,
+    active: &AtomicBool,
 ) -> Result<Outcome, spk_engine::Error> {
     let status = iface.get().await.status.clone();
     let (reporter, mut events) = Reporter::new();
@@ -216,6 +220,7 @@ pub async fn run(
         if state == TxState::Finished {
             s.percentage = 100;
         }
+        active.store(false, Ordering::Release);
     }
     let t = iface.get().await;
     let _ = t.percentage_changed(&emitter).await;
