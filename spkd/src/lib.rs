@@ -24,6 +24,7 @@ pub mod progress;
 pub mod signature;
 pub mod source;
 pub mod stage;
+pub mod sysusers;
 pub mod unpack;
 pub mod verify;
 
