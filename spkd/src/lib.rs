@@ -11,6 +11,7 @@ pub mod engine;
 pub mod entry_path;
 pub mod error;
 pub mod failpoint;
+pub mod fcaps;
 pub mod fetch;
 pub mod index;
 pub mod integrity;
@@ -23,6 +24,7 @@ pub mod progress;
 pub mod signature;
 pub mod source;
 pub mod stage;
+pub mod sysusers;
 pub mod unpack;
 pub mod verify;
 
