@@ -14,16 +14,30 @@ pub fn to_json(dict: &HashMap<String, OwnedValue>) -> Json {
     let mut keys: Vec<&String> = dict.keys().collect();
     keys.sort();
     for key in keys {
-        let v = match &*dict[key] {
-            Value::Str(s) => Json::from(s.as_str()),
-            Value::U64(n) => Json::from(*n),
-            Value::U32(n) => Json::from(*n),
-            Value::Bool(b) => Json::from(*b),
-            other => Json::from(other.to_string()),
-        };
-        map.insert(key.clone(), v);
+        map.insert(key.clone(), value_json(&dict[key]));
     }
     Json::Object(map)
+}
+
+fn value_json(v: &Value<'_>) -> Json {
+    match v {
+        Value::Str(s) => Json::from(s.as_str()),
+        Value::U64(n) => Json::from(*n),
+        Value::U32(n) => Json::from(*n),
+        Value::Bool(b) => Json::from(*b),
+        Value::Dict(d) => {
+            let mut map = Map::new();
+            for (k, v) in d.iter() {
+                let key = match k {
+                    Value::Str(s) => s.as_str().to_owned(),
+                    other => other.to_string(),
+                };
+                map.insert(key, value_json(v));
+            }
+            Json::Object(map)
+        }
+        other => Json::from(other.to_string()),
+    }
 }
 
 fn text<'a>(p: &'a Json, key: &str) -> &'a str {
@@ -131,6 +145,14 @@ pub fn info_text(p: &Json) -> String {
     field("Repository:", or_dash(text(p, "repo")));
     field("Verified by:", or_dash(text(p, "verified-by")));
     field("Files:", number(p, "files").to_string());
+    if let Some(caps) = p.get("capabilities").and_then(Json::as_object) {
+        for (path, text) in caps {
+            field(
+                "Capabilities:",
+                format!("/{path} {}", text.as_str().unwrap_or("")),
+            );
+        }
+    }
     field("Description:", or_dash(text(p, "description")));
     out
 }

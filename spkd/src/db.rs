@@ -59,6 +59,8 @@ pub struct Summary {
     /// Regular files and symlinks ([`file_count`]).
     pub files: u64,
     pub broken: Option<String>,
+    /// File capabilities: path → `setcap` text.
+    pub capabilities: BTreeMap<String, String>,
 }
 
 impl Summary {
@@ -73,6 +75,11 @@ impl Summary {
             installed_size: p.installed_size,
             description: p.description.clone(),
             files: file_count(&p.files) as u64,
+            capabilities: p
+                .files
+                .iter()
+                .filter_map(|r| r.caps.clone().map(|c| (r.path.clone(), c)))
+                .collect(),
             broken: p.broken.clone(),
         }
     }

@@ -150,6 +150,8 @@ pub struct PackageInfo {
     pub files: u64,
     /// Why the package is broken (state `broken`), else empty.
     pub problem: String,
+    /// File capabilities: path → `setcap` text (of the installed version, else the offered).
+    pub capabilities: BTreeMap<String, String>,
 }
 
 struct Planned {
@@ -160,6 +162,8 @@ struct Planned {
 struct Staged {
     planned: Planned,
     files: Vec<FileRecord>,
+    /// Entries the archive gives to another owner than root (resolved before commit).
+    owners: Vec<crate::unpack::Owner>,
 }
 
 /// One running modifying transaction: its number, its progress and what it did so far.
@@ -200,7 +204,7 @@ impl StageJob {
         self.reporter.current(&name);
         progress.start();
         let started = std::time::Instant::now();
-        let files = stage::stage(
+        let unpacked = stage::stage(
             &self.http,
             &self.retry,
             &self.cache,
@@ -214,11 +218,15 @@ impl StageJob {
         .await?;
         tracing::info!(
             package = %name,
-            files = files.len(),
+            files = unpacked.records.len(),
             ms = started.elapsed().as_millis() as u64,
             "staged"
         );
-        Ok(Staged { planned, files })
+        Ok(Staged {
+            planned,
+            files: unpacked.records,
+            owners: unpacked.owners,
+        })
     }
 }
 
@@ -1122,6 +1130,7 @@ impl Engine {
         options: &Options,
         work: &mut Work<'_>,
     ) -> Result<()> {
+        self.prepare_owners(&mut staged, work.tx)?;
         // Check every package before the first one changes the root (each is planned again
         // right before its commit: earlier ones change what it finds).
         let mut claimed: std::collections::HashMap<String, String> = Default::default();
@@ -1194,6 +1203,86 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Before anything is committed: create the system users and groups the staged packages
+    /// declare (`usr/lib/sysusers.d/*.conf`) in the target root, then give the staged files
+    /// the owners their archives name, resolved in the target root, and the capabilities their
+    /// index entries list.
+    fn prepare_owners(&self, staged: &mut [Staged], tx: u64) -> Result<()> {
+        let options = crate::sysusers::Options {
+            use_target_tool: true,
+            ..Default::default()
+        };
+        let root = &self.layout.root;
+        for s in staged.iter() {
+            let name = &s.planned.available.entry.name;
+            let confs = self.sysusers_confs(s, tx)?;
+            if confs.is_empty() {
+                continue;
+            }
+            let applied =
+                crate::sysusers::apply(root, &confs, &options).map_err(|e| e.into_engine(name))?;
+            if !applied.is_empty() {
+                tracing::info!(package = %name, "{applied}");
+            }
+        }
+        if staged
+            .iter()
+            .all(|s| s.owners.is_empty() && s.planned.available.entry.capabilities.is_empty())
+        {
+            return Ok(());
+        }
+        let accounts = crate::sysusers::Accounts::load(root)
+            .map_err(|e| e.into_engine("(accounts of the target root)"))?;
+        for s in staged.iter_mut() {
+            let entry = &s.planned.available.entry;
+            let tree = root.join(self.area(tx, &entry.name)).join("tree");
+            let mut tree = crate::live::Tree::open(&tree)
+                .map_err(|e| Error::io(format!("opening {}", tree.display()), e))?;
+            crate::ownership::apply(&mut tree, entry, &mut s.files, &s.owners, &accounts)?;
+        }
+        Ok(())
+    }
+
+    /// The sysusers.d files a staged package ships: (file name, content).
+    fn sysusers_confs(&self, s: &Staged, tx: u64) -> Result<Vec<(String, String)>> {
+        const MAX_CONF: u64 = 1 << 20;
+        let entry = &s.planned.available.entry;
+        let mut confs = Vec::new();
+        let mut tree = None;
+        for r in &s.files {
+            let Some(file) = ["usr/lib/sysusers.d/", "lib/sysusers.d/"]
+                .iter()
+                .find_map(|d| r.path.strip_prefix(d))
+                .filter(|f| f.ends_with(".conf") && !f.contains('/'))
+            else {
+                continue;
+            };
+            if !matches!(r.kind, crate::manifest::FileKind::File { size, .. } if size <= MAX_CONF) {
+                continue;
+            }
+            let dir = self
+                .layout
+                .root
+                .join(self.area(tx, &entry.name))
+                .join("tree");
+            let tree = match &mut tree {
+                Some(t) => t,
+                None => tree.insert(
+                    crate::live::Tree::open(&dir)
+                        .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?,
+                ),
+            };
+            let mut text = String::new();
+            use std::io::Read;
+            tree.open_file(&r.path)
+                .map_err(std::io::Error::from)
+                .and_then(|f| f.take(MAX_CONF).read_to_string(&mut text))
+                .map_err(|e| Error::io(format!("{}: reading {}", entry.name, r.path), e))?;
+            confs.push((file.to_owned(), text));
+        }
+        Ok(confs)
     }
 
     /// The installed packages `req` names, each once.
@@ -1315,5 +1404,11 @@ fn describe(name: &str, installed: Option<&Summary>, offered: Option<&Available>
         verified_by: offered.map(|a| a.verified_by.clone()).unwrap_or_default(),
         files: installed.map_or(0, |i| i.files),
         problem: installed.and_then(|i| i.broken.clone()).unwrap_or_default(),
+        capabilities: match installed {
+            Some(i) => i.capabilities.clone(),
+            None => offered
+                .map(|a| a.entry.capabilities.clone())
+                .unwrap_or_default(),
+        },
     }
 }

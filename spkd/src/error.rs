@@ -108,6 +108,17 @@ pub enum Error {
     #[error("{package}: corrupt archive: {reason}")]
     CorruptArchive { package: String, reason: String },
 
+    #[error(
+        "{package}: {path} belongs to {what} '{name}', which the target root does not have \
+         (nor does a sysusers.d file of this transaction create it)"
+    )]
+    UnknownOwner {
+        package: String,
+        path: String,
+        what: String,
+        name: String,
+    },
+
     #[error("{package}: {path} is owned by package {owner}")]
     FileConflict {
         package: String,
@@ -190,9 +201,10 @@ impl Error {
             | Error::SizeMismatch { .. }
             | Error::UnsafeEntry { .. }
             | Error::CorruptArchive { .. } => ErrorKind::Verification,
-            Error::FileConflict { .. } | Error::PathConflict { .. } | Error::Unowned { .. } => {
-                ErrorKind::Conflict
-            }
+            Error::FileConflict { .. }
+            | Error::PathConflict { .. }
+            | Error::Unowned { .. }
+            | Error::UnknownOwner { .. } => ErrorKind::Conflict,
             Error::Commit { .. } | Error::NoSpace { .. } => ErrorKind::Io,
             Error::NotAuthorized(_) => ErrorKind::NotAuthorized,
             Error::Cancelled => ErrorKind::Cancelled,

@@ -33,6 +33,14 @@ pub struct IndexEntry {
     /// Paths that may keep a setuid/setgid bit (never honoured in `userland` packages).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setuid: Vec<String>,
+    /// Paths a `userland` package may give to another owner than root (a `system` package may
+    /// for any path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// File capabilities: path → the text `setcap` takes (`cap_sys_nice=ep`). The only source
+    /// of capabilities: the archive's own extended attributes are never applied.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub capabilities: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -122,6 +130,29 @@ impl Index {
                     "package '{}': file '{}' is not a plain file name",
                     p.name, p.file
                 ));
+            }
+            for path in p
+                .setuid
+                .iter()
+                .chain(&p.owners)
+                .chain(p.capabilities.keys())
+            {
+                if crate::entry_path::enclosed_path(path.as_bytes())
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    return Err(format!(
+                        "package '{}': '{}' is not a relative path inside the root",
+                        p.name,
+                        path.escape_debug()
+                    ));
+                }
+            }
+            for text in p.capabilities.values() {
+                if text.len() > 1024 || text.chars().any(char::is_control) {
+                    return Err(format!("package '{}': invalid capability text", p.name));
+                }
             }
         }
         Ok(index)

@@ -24,6 +24,10 @@ pub enum ProblemKind {
     Type,
     /// A symlink points elsewhere.
     Target,
+    /// Another owner or group than the package gave it.
+    Owner,
+    /// Other file capabilities than the signed index gave it (or some it gave none).
+    Caps,
     Unreadable,
     /// A configuration file changed locally: expected, not damage.
     Config,
@@ -37,6 +41,8 @@ impl ProblemKind {
             ProblemKind::Mode => "mode",
             ProblemKind::Type => "type",
             ProblemKind::Target => "target",
+            ProblemKind::Owner => "owner",
+            ProblemKind::Caps => "caps",
             ProblemKind::Unreadable => "unreadable",
             ProblemKind::Config => "config",
         }
@@ -86,7 +92,23 @@ pub fn check(root: &Path, packages: &[InstalledPackage], detail: Detail) -> Vec<
                     Some((ProblemKind::Missing, "missing".to_owned()))
                 }
                 Err(e) => Some((ProblemKind::Unreadable, format!("cannot be read: {e}"))),
-                Ok(meta) => compare(&path, &meta, &record.kind, record.mode),
+                Ok(meta) => compare(&path, &meta, &record.kind, record.mode).or_else(|| {
+                    // Directories keep the owner they had before spk (see compare).
+                    (!record.is_dir() && (meta.uid(), meta.gid()) != (record.uid, record.gid))
+                        .then(|| {
+                            (
+                                ProblemKind::Owner,
+                                format!(
+                                    "owner {}:{}, expected {}:{}",
+                                    meta.uid(),
+                                    meta.gid(),
+                                    record.uid,
+                                    record.gid
+                                ),
+                            )
+                        })
+                        .or_else(|| caps_problem(&path, record))
+                }),
             };
             if let Some((mut kind, mut problem)) = problem {
                 if kind == ProblemKind::Content && is_config(&record.path) {
@@ -113,6 +135,40 @@ pub fn check(root: &Path, packages: &[InstalledPackage], detail: Detail) -> Vec<
     out
 }
 
+/// A regular file whose capabilities are not those the package's index gave it (none when it
+/// gave none: a file that gained some is as much a problem as one that lost them).
+fn caps_problem(
+    path: &Path,
+    record: &crate::manifest::FileRecord,
+) -> Option<(ProblemKind, String)> {
+    if !matches!(record.kind, FileKind::File { .. }) {
+        return None;
+    }
+    let expected = record
+        .caps
+        .as_deref()
+        .and_then(|t| crate::fcaps::parse(t).ok())
+        .filter(|c| !c.is_empty());
+    let file = std::fs::File::open(path).ok()?;
+    let actual = crate::fcaps::get(&file)
+        .ok()
+        .flatten()
+        .filter(|c| !c.is_empty());
+    if expected == actual {
+        return None;
+    }
+    let text =
+        |c: &Option<crate::fcaps::FileCaps>| c.as_ref().map_or("none".to_owned(), |c| c.to_text());
+    Some((
+        ProblemKind::Caps,
+        format!(
+            "file capabilities {}, expected {}",
+            text(&actual),
+            text(&expected)
+        ),
+    ))
+}
+
 /// `problem` without what the caller could not see for itself (see [`Detail::Redacted`]).
 fn redacted(kind: ProblemKind, problem: String) -> String {
     match kind {
@@ -120,6 +176,8 @@ fn redacted(kind: ProblemKind, problem: String) -> String {
         ProblemKind::Config => "configuration file changed locally".to_owned(),
         ProblemKind::Mode => "mode changed".to_owned(),
         ProblemKind::Target => "symlink target changed".to_owned(),
+        ProblemKind::Owner => "owner changed".to_owned(),
+        ProblemKind::Caps => "file capabilities changed".to_owned(),
         ProblemKind::Missing | ProblemKind::Type | ProblemKind::Unreadable => problem,
     }
 }

@@ -20,6 +20,7 @@ pub mod live;
 pub mod manifest;
 pub mod mounts;
 pub mod notice;
+pub mod ownership;
 pub mod progress;
 pub mod signature;
 pub mod source;

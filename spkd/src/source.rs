@@ -644,6 +644,8 @@ impl Ctx<'_> {
                     installed_size: 0,
                     description: String::new(),
                     setuid: Vec::new(),
+                    owners: Vec::new(),
+                    capabilities: Default::default(),
                 },
                 urls: vec![asset.browser_download_url.clone()],
                 verified_by: verified_by.to_owned(),

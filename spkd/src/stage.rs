@@ -16,9 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Available;
 use crate::error::{Error, Result};
 use crate::fetch;
-use crate::manifest::FileRecord;
 use crate::progress::PackageProgress;
-use crate::unpack::{self, Limits, UnpackError};
+use crate::unpack::{self, Limits, UnpackError, Unpacked};
 use crate::verify::{ByteCounter, Mismatch, Tee, TooLong, Verified};
 
 /// Most memory one xz decoder may use: enough for `xz -9` (64 MiB dictionary), refusing streams
@@ -54,7 +53,7 @@ pub async fn stage(
     mode: Mode,
     progress: &PackageProgress,
     cancel: &CancellationToken,
-) -> Result<Vec<FileRecord>> {
+) -> Result<Unpacked> {
     let name = &pkg.entry.name;
     if pkg.is_unverified() {
         // No digest (allowed by `allow_unverified`): never read from or put into the cache,
@@ -242,7 +241,7 @@ async fn run(
     mode: Mode,
     progress: &PackageProgress,
     cancel: &CancellationToken,
-) -> Result<Vec<FileRecord>> {
+) -> Result<Unpacked> {
     let counter = Arc::new(ByteCounter::default());
     let verified = Verified::new(body, pkg.entry.size, counter.clone(), tee);
     let work = pipeline(pkg, verified, dir, mode);
@@ -286,13 +285,13 @@ async fn pipeline(
     verified: Verified<Body>,
     dir: &Path,
     mode: Mode,
-) -> Result<(Vec<FileRecord>, Verified<Body>), UnpackError> {
+) -> Result<(Unpacked, Verified<Body>), UnpackError> {
     if mode == Mode::Fetch {
         let mut verified = verified;
         tokio::io::copy(&mut verified, &mut tokio::io::sink())
             .await
             .map_err(UnpackError::Read)?;
-        return Ok((Vec::new(), verified));
+        return Ok((Unpacked::default(), verified));
     }
     // Root's alone (and so are its parents in the staging area): no local user can reach into
     // a package while it unpacks.
@@ -344,7 +343,7 @@ async fn unpack_all<R: AsyncRead + Unpin + Send>(
     tar: R,
     pkg: &Available,
     dir: &Path,
-) -> Result<(Vec<FileRecord>, R), UnpackError> {
+) -> Result<(Unpacked, R), UnpackError> {
     let limits = Limits::for_package(&pkg.entry);
     let (records, tar) = unpack::stage(tar, dir, &pkg.entry, &limits).await?;
     let mut rest = tar.take(MAX_TRAILING_BYTES + 1);

@@ -102,6 +102,26 @@ fn refuse(entry: impl Into<String>, reason: impl Into<String>) -> UnpackError {
     }
 }
 
+/// An archive entry owned by someone else than root: by name (resolved in the target root
+/// before commit, once the package's system users exist) or, when the archive has no names,
+/// by number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Index of the record in the package's manifest.
+    pub record: usize,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// What unpacking produced: the manifest and the entries with other owners than root.
+#[derive(Debug, Default)]
+pub struct Unpacked {
+    pub records: Vec<FileRecord>,
+    pub owners: Vec<Owner>,
+}
+
 /// Unpack `reader` (an uncompressed tar stream) into `staging`, which must exist and be empty.
 /// Gives the reader back so the caller can drain it (checksums at the end of the stream).
 pub async fn stage<R: AsyncRead + Unpin + Send>(
@@ -109,7 +129,7 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     staging: &Path,
     package: &IndexEntry,
     limits: &Limits,
-) -> Result<(Vec<FileRecord>, R), UnpackError> {
+) -> Result<(Unpacked, R), UnpackError> {
     let budget = Arc::new(AtomicU64::new(HEADER_ALLOWANCE));
     let mut archive = Archive::new(Budgeted {
         inner: reader,
@@ -139,10 +159,30 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
         }
     }
     budget.store(u64::MAX, Ordering::Relaxed);
+    stager.set_dir_times()?;
     let reader = archive
         .into_inner()
         .map_err(|_| UnpackError::Read(std::io::Error::other("tar reader still in use")))?;
-    Ok((stager.records, reader.inner))
+    Ok((
+        Unpacked {
+            records: stager.records,
+            owners: stager.owners,
+        },
+        reader.inner,
+    ))
+}
+
+/// `(seconds, nanoseconds)` as the timestamps to set (access time = modification time, as
+/// the archive has only the one).
+fn timestamps(secs: i64, nanos: u32) -> rustix::fs::Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: i64::from(nanos),
+    };
+    rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 /// The tar reader went beyond what headers and extension records may take.
@@ -215,6 +255,7 @@ struct Stager<'a> {
     name_bytes: u64,
     /// Data of the last entry the unpacker did not read (the tar reader skips it).
     unread: u64,
+    owners: Vec<Owner>,
     buf: Vec<u8>,
 }
 
@@ -238,6 +279,7 @@ impl<'a> Stager<'a> {
             total_bytes: 0,
             name_bytes: 0,
             unread: 0,
+            owners: Vec::new(),
             buf: vec![0; 256 * 1024],
         }
     }
@@ -281,18 +323,30 @@ impl<'a> Stager<'a> {
                 format!("would be written through the symlink '{}'", link.display()),
             ));
         }
-        if is_pax_sparse(entry).await? {
+        let pax = pax_info(entry).await?;
+        if pax.sparse {
             return Err(refuse(shown, "sparse files are not allowed"));
         }
         let header = entry.header();
         let mode = self.mode(&shown, &rel, header.mode().map_err(UnpackError::Read)?)?;
         let entry_type = header.entry_type();
+        let (mtime, mtime_ns) = match pax.mtime {
+            Some(t) => t,
+            None => (
+                i64::try_from(header.mtime().map_err(UnpackError::Read)?).unwrap_or(i64::MAX),
+                0,
+            ),
+        };
+        let owner = self.owner(&shown, &rel, entry)?;
         self.ensure_parents(&rel)?;
         let name = rel.to_string_lossy().into_owned();
         let dest = self.staging.join(&rel);
         let kind = match entry_type {
             EntryType::Regular | EntryType::Continuous => {
-                let sha256 = self.write_file(entry, &name, &dest, mode, declared).await?;
+                let times = timestamps(mtime, mtime_ns);
+                let sha256 = self
+                    .write_file(entry, &name, &dest, mode, declared, &times)
+                    .await?;
                 self.unread = 0;
                 FileKind::File {
                     size: declared,
@@ -325,7 +379,15 @@ impl<'a> Stager<'a> {
                 check_symlink_target(&rel, &target).map_err(|r| refuse(&shown, r))?;
                 let target = String::from_utf8_lossy(&target).into_owned();
                 let (dir, last) = self.tree.at(&name).map_err(write_error(dest.clone()))?;
-                rustix::fs::symlinkat(target.as_str(), dir, last).map_err(write_error(dest))?;
+                rustix::fs::symlinkat(target.as_str(), dir, last)
+                    .map_err(write_error(dest.clone()))?;
+                rustix::fs::utimensat(
+                    dir,
+                    last,
+                    &timestamps(mtime, mtime_ns),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(write_error(dest))?;
                 self.symlinks.insert(rel.clone());
                 FileKind::Symlink { target }
             }
@@ -358,8 +420,13 @@ impl<'a> Stager<'a> {
                 rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())
                     .map_err(write_error(dest))?;
                 let i = self.seen[&target_rel];
-                let mode = self.records[i].mode;
-                self.push(rel, kind, mode)?;
+                let linked = self.records[i].clone();
+                let record = self.push(rel, kind, linked.mode)?;
+                self.records[record].mtime = linked.mtime;
+                self.records[record].mtime_ns = linked.mtime_ns;
+                if let Some(o) = self.owners.iter().find(|o| o.record == i).cloned() {
+                    self.owners.push(Owner { record, ..o });
+                }
                 return Ok(());
             }
             other => {
@@ -369,7 +436,90 @@ impl<'a> Stager<'a> {
                 ));
             }
         };
-        self.push(rel, kind, mode)
+        let record = self.push(rel, kind, mode)?;
+        self.records[record].mtime = mtime;
+        self.records[record].mtime_ns = mtime_ns;
+        if let Some(owner) = owner {
+            self.owners.push(Owner { record, ..owner });
+        }
+        Ok(())
+    }
+
+    /// Who the archive says owns the entry, when not root. Only a `system` package, or a path
+    /// the index lists, may give a file to someone else (as with setuid: a userland package
+    /// must never hand a user a file that root runs).
+    fn owner<R: AsyncRead + Unpin>(
+        &self,
+        shown: &str,
+        rel: &Path,
+        entry: &tokio_tar::Entry<R>,
+    ) -> Result<Option<Owner>, UnpackError> {
+        let header = entry.header();
+        let name = |v: Option<&[u8]>| {
+            v.filter(|n| !n.is_empty())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+        };
+        let user = name(entry.username_bytes());
+        let group = name(entry.groupname_bytes());
+        let uid = header.uid().map_err(UnpackError::Read)?;
+        let gid = header.gid().map_err(UnpackError::Read)?;
+        let is_root = |n: &Option<String>, id: u64| match n {
+            Some(n) => n == "root",
+            None => id == 0,
+        };
+        if is_root(&user, uid) && is_root(&group, gid) {
+            return Ok(None);
+        }
+        let listed = self
+            .package
+            .owners
+            .iter()
+            .any(|p| Path::new(p.trim_start_matches("./")) == rel);
+        if self.package.kind != PackageKind::System && !listed {
+            let who = format!(
+                "{}:{}",
+                user.clone().unwrap_or_else(|| uid.to_string()),
+                group.clone().unwrap_or_else(|| gid.to_string())
+            );
+            return Err(refuse(
+                shown,
+                format!(
+                    "owner {who} not allowed in this {} package",
+                    self.package.kind.as_str()
+                ),
+            ));
+        }
+        Ok(Some(Owner {
+            record: 0,
+            user,
+            group,
+            uid,
+            gid,
+        }))
+    }
+
+    /// Give the directories the archive listed their times, deepest first (creating what they
+    /// hold changed them).
+    fn set_dir_times(&mut self) -> Result<(), UnpackError> {
+        let mut dirs: Vec<(String, i64, u32)> = self
+            .records
+            .iter()
+            .filter(|r| r.is_dir() && r.mtime != 0)
+            .map(|r| (r.path.clone(), r.mtime, r.mtime_ns))
+            .collect();
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (path, secs, nanos) in dirs {
+            let dest = self.staging.join(&path);
+            let (dir, last) = self.tree.at(&path).map_err(write_error(dest.clone()))?;
+            rustix::fs::utimensat(
+                dir,
+                last,
+                &timestamps(secs, nanos),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(write_error(dest))?;
+        }
+        Ok(())
     }
 
     /// Count `declared` bytes (any entry's: a directory or a link may declare data too) against
@@ -388,7 +538,8 @@ impl<'a> Stager<'a> {
         Ok(())
     }
 
-    fn push(&mut self, rel: PathBuf, kind: FileKind, mode: u32) -> Result<(), UnpackError> {
+    /// Record `rel`; returns its index in the manifest.
+    fn push(&mut self, rel: PathBuf, kind: FileKind, mode: u32) -> Result<usize, UnpackError> {
         let path = rel.to_string_lossy().into_owned();
         // The manifest lives in memory until commit: its names are capped too.
         self.name_bytes = self.name_bytes.saturating_add(path.len() as u64);
@@ -401,9 +552,10 @@ impl<'a> Stager<'a> {
                 ),
             ));
         }
-        self.seen.insert(rel, self.records.len());
-        self.records.push(FileRecord { path, kind, mode });
-        Ok(())
+        let index = self.records.len();
+        self.seen.insert(rel, index);
+        self.records.push(FileRecord::new(path, kind, mode));
+        Ok(index)
     }
 
     fn set_dir_mode(&mut self, name: &str, dest: &Path, mode: u32) -> Result<(), UnpackError> {
@@ -468,6 +620,7 @@ impl<'a> Stager<'a> {
             let (parent, last) = self.tree.at(&name).map_err(write_error(dest.clone()))?;
             rustix::fs::mkdirat(parent, last, Mode::from_raw_mode(0o755))
                 .map_err(write_error(dest))?;
+            // An implicit parent: no time of its own in the archive.
             self.push(dir, FileKind::Dir, 0o755)?;
         }
         // A parent listed earlier as a file or symlink cannot hold children.
@@ -490,6 +643,7 @@ impl<'a> Stager<'a> {
         dest: &Path,
         mode: u32,
         size: u64,
+        times: &rustix::fs::Timestamps,
     ) -> Result<String, UnpackError> {
         let werr = |error| UnpackError::Write {
             path: dest.to_owned(),
@@ -524,6 +678,7 @@ impl<'a> Stager<'a> {
                 format!("{} ends after {written} of {size} bytes", dest.display()),
             )));
         }
+        rustix::fs::futimens(&file, times).map_err(|e| werr(e.into()))?;
         Ok(hex::encode(hasher.finalize()))
     }
 }
@@ -543,23 +698,53 @@ fn shown_name(raw: &[u8]) -> String {
     format!("{head}…{tail}")
 }
 
-/// GNU sparse files written as pax (`GNU.sparse.*` keys) look like regular files otherwise.
-async fn is_pax_sparse<R: AsyncRead + Unpin + Send>(
+/// What the entry's pax records say that matters here.
+#[derive(Debug, Default)]
+struct PaxInfo {
+    /// GNU sparse files written as pax (`GNU.sparse.*` keys) look like regular files otherwise.
+    sparse: bool,
+    /// `mtime` with its fraction: (seconds, nanoseconds).
+    mtime: Option<(i64, u32)>,
+}
+
+async fn pax_info<R: AsyncRead + Unpin + Send>(
     entry: &mut tokio_tar::Entry<R>,
-) -> Result<bool, UnpackError> {
+) -> Result<PaxInfo, UnpackError> {
+    let mut info = PaxInfo::default();
     let Some(extensions) = entry.pax_extensions().await.map_err(UnpackError::Read)? else {
-        return Ok(false);
+        return Ok(info);
     };
     for ext in extensions {
-        if ext
-            .map_err(UnpackError::Read)?
-            .key_bytes()
-            .starts_with(b"GNU.sparse")
-        {
-            return Ok(true);
+        let ext = ext.map_err(UnpackError::Read)?;
+        let key = ext.key_bytes();
+        if key.starts_with(b"GNU.sparse") {
+            info.sparse = true;
+        } else if key == b"mtime" {
+            info.mtime = std::str::from_utf8(ext.value_bytes())
+                .ok()
+                .and_then(parse_pax_time);
         }
     }
-    Ok(false)
+    Ok(info)
+}
+
+/// A pax time, `SECONDS[.FRACTION]` (SECONDS may be negative).
+pub fn parse_pax_time(text: &str) -> Option<(i64, u32)> {
+    let (secs, frac) = match text.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (text, ""),
+    };
+    let secs: i64 = secs.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: u32 = digits.parse().ok()?;
+    if text.starts_with('-') && nanos > 0 {
+        // -1.5 is one and a half seconds before the epoch.
+        return Some((secs.checked_sub(1)?, 1_000_000_000 - nanos));
+    }
+    Some((secs, nanos))
 }
 
 fn describe(t: EntryType) -> &'static str {

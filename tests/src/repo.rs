@@ -17,7 +17,21 @@ use crate::http::HttpServer;
 pub const REPO_PATH: &str = "/repo/";
 
 /// Fixed modification time written into archive headers (2023-11-14).
-const MTIME: u64 = 1_700_000_000;
+/// The modification time of every entry of a [`Package`] unless [`Package::with_mtime`] says
+/// otherwise.
+pub const MTIME: u64 = 1_700_000_000;
+
+/// What an archive entry carries beyond its type and content (see [`Package::with_mtime`],
+/// [`Package::owned_by`], [`Package::with_xattr`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Seconds; with nanoseconds, written as a pax `mtime` record too.
+    pub mtime: Option<(u64, u32)>,
+    /// Owner name and id, group name and id (ustar `uname`/`gname`, `uid`/`gid`).
+    pub owner: Option<(String, u64, String, u64)>,
+    /// Extended attributes as pax `SCHILY.xattr.*` records.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
 
 /// One entry of a package archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +87,8 @@ pub struct Package {
     /// Leave out the parent directory entries `tar -c` would write (an archive that ships
     /// `tmp/x` but no `tmp/`).
     pub no_parent_entries: bool,
+    /// Per path: time, owner and xattrs beyond the defaults.
+    pub meta: std::collections::BTreeMap<String, EntryMeta>,
 }
 
 impl Package {
@@ -86,6 +102,7 @@ impl Package {
             entries: Vec::new(),
             dot_prefix: false,
             no_parent_entries: false,
+            meta: Default::default(),
         }
     }
 
@@ -110,6 +127,30 @@ impl Package {
     /// holds `tmp/x` without `tmp/`.
     pub fn without_parent_entries(mut self) -> Package {
         self.no_parent_entries = true;
+        self
+    }
+
+    /// Give the entry at `path` this modification time (with `nanos`, also as a pax record).
+    pub fn with_mtime(mut self, path: &str, secs: u64, nanos: u32) -> Package {
+        self.meta.entry(path.to_string()).or_default().mtime = Some((secs, nanos));
+        self
+    }
+
+    /// Give the entry at `path` this owner: names (empty for none) and numeric ids.
+    pub fn owned_by(mut self, path: &str, user: &str, uid: u64, group: &str, gid: u64) -> Package {
+        self.meta.entry(path.to_string()).or_default().owner =
+            Some((user.to_string(), uid, group.to_string(), gid));
+        self
+    }
+
+    /// Give the entry at `path` the extended attribute `key` (as GNU tar writes it, a pax
+    /// `SCHILY.xattr.KEY` record).
+    pub fn with_xattr(mut self, path: &str, key: &str, value: &[u8]) -> Package {
+        self.meta
+            .entry(path.to_string())
+            .or_default()
+            .xattrs
+            .push((key.to_string(), value.to_vec()));
         self
     }
 
@@ -245,6 +286,27 @@ impl Package {
             header.set_uid(0);
             header.set_gid(0);
             header.set_mtime(MTIME);
+            let meta = self.meta.get(entry.path()).cloned().unwrap_or_default();
+            let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+            if let Some((secs, nanos)) = meta.mtime {
+                header.set_mtime(secs);
+                if nanos != 0 {
+                    pax.push(("mtime".into(), format!("{secs}.{nanos:09}").into_bytes()));
+                }
+            }
+            if let Some((user, uid, group, gid)) = &meta.owner {
+                header.set_uid(*uid);
+                header.set_gid(*gid);
+                header.set_username(user).expect("user name");
+                header.set_groupname(group).expect("group name");
+            }
+            for (key, value) in &meta.xattrs {
+                pax.push((format!("SCHILY.xattr.{key}"), value.clone()));
+            }
+            if !pax.is_empty() {
+                tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                    .expect("append pax records");
+            }
             match &entry {
                 Entry::File {
                     path,
@@ -571,6 +633,10 @@ pub struct Published {
     pub installed_size: u64,
     /// Paths the index allows to keep a setuid/setgid bit (`"setuid"`, left out when empty).
     pub setuid: Vec<String>,
+    /// Paths a userland package may give to another owner (`"owners"`, left out when empty).
+    pub owners: Vec<String>,
+    /// Path → `setcap` text (`"capabilities"`, left out when empty).
+    pub capabilities: std::collections::BTreeMap<String, String>,
 }
 
 impl Published {
@@ -582,6 +648,8 @@ impl Published {
             size: tarball.len() as u64,
             installed_size: package.installed_size(),
             setuid: Vec::new(),
+            owners: Vec::new(),
+            capabilities: Default::default(),
             tarball,
             package,
         }
@@ -615,6 +683,12 @@ impl Published {
         });
         if !self.setuid.is_empty() {
             entry["setuid"] = json!(self.setuid);
+        }
+        if !self.owners.is_empty() {
+            entry["owners"] = json!(self.owners);
+        }
+        if !self.capabilities.is_empty() {
+            entry["capabilities"] = json!(self.capabilities);
         }
         entry
     }

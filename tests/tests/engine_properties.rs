@@ -602,6 +602,8 @@ fn unpacking_any_tar_stream_stays_within_the_declared_limits() {
         installed_size: 8192,
         description: String::new(),
         setuid: Vec::new(),
+        owners: Vec::new(),
+        capabilities: Default::default(),
     };
     let limits = Limits::for_package(&package);
     let config = ProptestConfig {
@@ -621,7 +623,7 @@ fn unpacking_any_tar_stream_stays_within_the_declared_limits() {
             let declared: u64 = pieces.iter().map(|p| p.declared).sum();
             prop_assert!(declared <= limits.max_total_bytes + HEADER_ALLOWANCE * 6, "{pieces:?}");
             prop_assert!(!oversized_extension, "accepted {pieces:?}");
-            for r in records {
+            for r in &records.records {
                 if let spk_engine::manifest::FileKind::File { size, .. } = r.kind {
                     prop_assert!(size <= limits.max_total_bytes);
                 }

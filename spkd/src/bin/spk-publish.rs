@@ -43,6 +43,18 @@ struct Args {
     /// One-line description of a package
     #[arg(long = "description", value_name = "NAME=TEXT")]
     descriptions: Vec<String>,
+    /// A path of a system package that keeps its setuid/setgid bit (repeatable)
+    #[arg(long = "setuid", value_name = "NAME=PATH")]
+    setuid: Vec<String>,
+    /// A path a userland package may give to another owner than root (repeatable; a system
+    /// package may for any path)
+    #[arg(long = "owner-path", value_name = "NAME=PATH")]
+    owner_paths: Vec<String>,
+    /// File capabilities of a path, in the text setcap(8) takes (repeatable), e.g.
+    /// plasma=usr/bin/kwin_wayland:cap_sys_nice=ep. A file DIR/NAME.capabilities with lines
+    /// "PATH TEXT" gives them too.
+    #[arg(long = "capability", value_name = "NAME=PATH:TEXT")]
+    capabilities: Vec<String>,
     /// Sign index.json with this minisign secret key, writing index.json.minisig (an
     /// encrypted key takes its password from MINISIGN_PASSWORD)
     #[arg(long, value_name = "SECRET_KEY_FILE")]
@@ -69,7 +81,51 @@ async fn publish(args: &Args) -> Result<(), String> {
     let kinds = per_package("--kind", &args.kinds, &names)?;
     let versions = per_package("--version", &args.versions, &names)?;
     let descriptions = per_package("--description", &args.descriptions, &names)?;
+    let setuid = per_package_all("--setuid", &args.setuid, &names)?;
+    let owner_paths = per_package_all("--owner-path", &args.owner_paths, &names)?;
+    let mut capabilities: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, spec) in per_package_all("--capability", &args.capabilities, &names)?
+        .into_iter()
+        .flat_map(|(n, specs)| specs.into_iter().map(move |s| (n, s)))
+    {
+        let Some((path, text)) = spec.split_once(':') else {
+            return Err(format!(
+                "--capability {name}={spec}: expected NAME=PATH:TEXT"
+            ));
+        };
+        capabilities
+            .entry(name.to_owned())
+            .or_default()
+            .insert(path.to_owned(), text.to_owned());
+    }
+    for name in &names {
+        let file = args.dir.join(format!("{name}.capabilities"));
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((path, caps)) = line.split_once(char::is_whitespace) else {
+                return Err(format!("{}:{}: expected PATH TEXT", file.display(), n + 1));
+            };
+            capabilities
+                .entry((*name).to_owned())
+                .or_default()
+                .insert(path.to_owned(), caps.trim().to_owned());
+        }
+    }
 
+    for (name, caps) in &mut capabilities {
+        for (path, text) in caps.iter_mut() {
+            // Written as getcap prints it: what spkd records and `spkctl info` shows.
+            *text = spk_engine::fcaps::parse(text)
+                .map_err(|e| format!("capabilities of {name}: {path}: {e}"))?
+                .to_text();
+        }
+    }
     let mut packages = Vec::new();
     for (name, path) in &tarballs {
         let (size, sha256) = hash_file(path)?;
@@ -96,7 +152,9 @@ async fn publish(args: &Args) -> Result<(), String> {
             size,
             installed_size,
             description: descriptions.get(name.as_str()).cloned().unwrap_or_default(),
-            setuid: Vec::new(),
+            setuid: setuid.get(name.as_str()).cloned().unwrap_or_default(),
+            owners: owner_paths.get(name.as_str()).cloned().unwrap_or_default(),
+            capabilities: capabilities.remove(name).unwrap_or_default(),
         };
         println!(
             "{} {} ({}): {} bytes, {} bytes installed, sha256 {}",
@@ -193,6 +251,27 @@ fn per_package<'a>(
             ));
         }
         out.insert(name, v.to_owned());
+    }
+    Ok(out)
+}
+
+/// `NAME=VALUE` options that may repeat: every value per package.
+fn per_package_all<'a>(
+    option: &str,
+    values: &'a [String],
+    names: &[&str],
+) -> Result<BTreeMap<&'a str, Vec<String>>, String> {
+    let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for value in values {
+        let Some((name, v)) = value.split_once('=') else {
+            return Err(format!("{option} {value}: expected NAME=VALUE"));
+        };
+        if !names.contains(&name) {
+            return Err(format!(
+                "{option} {value}: there is no {name}.tar.xz in the directory"
+            ));
+        }
+        out.entry(name).or_default().push(v.to_owned());
     }
     Ok(out)
 }

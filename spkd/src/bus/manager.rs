@@ -282,6 +282,13 @@ fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
     put("verified-by", p.verified_by.into());
     put("files", p.files.into());
     put("problem", p.problem.into());
+    put(
+        "capabilities",
+        p.capabilities
+            .into_iter()
+            .collect::<HashMap<String, String>>()
+            .into(),
+    );
     d
 }
 

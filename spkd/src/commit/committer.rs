@@ -155,9 +155,12 @@ impl Committer<'_> {
             {
                 if let Ok(Some(st)) = tree.stat(&r.path) {
                     r.mode = st.mode;
+                    r.uid = st.uid;
+                    r.gid = st.gid;
                 }
             }
         }
+        set_dir_times(tree, &intent);
         // The renames must be durable before the journal entry that could redo them changes.
         self.sync(&intent)?;
         failpoint::hit("commit.before-complete");
@@ -344,6 +347,38 @@ impl Committer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Directories the commit created get the archive's times once everything in them is placed
+/// (those moved in whole already have them; those made on other file systems do not).
+fn set_dir_times(tree: &mut Tree, intent: &Intent) {
+    if intent.action != IntentAction::Install {
+        return;
+    }
+    let created: HashSet<&str> = intent.created.iter().map(String::as_str).collect();
+    let mut dirs: Vec<&crate::manifest::FileRecord> = intent
+        .package
+        .files
+        .iter()
+        .filter(|r| r.is_dir() && r.mtime != 0 && created.contains(r.path.as_str()))
+        .collect();
+    dirs.sort_by(|a, b| b.path.cmp(&a.path));
+    for r in dirs {
+        let t = rustix::fs::Timespec {
+            tv_sec: r.mtime,
+            tv_nsec: i64::from(r.mtime_ns),
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        let done = tree.at(&r.path).and_then(|(dir, name)| {
+            rustix::fs::utimensat(dir, name, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        });
+        if let Err(e) = done {
+            tracing::debug!(path = %r.path, error = %e, "could not set the directory's time");
+        }
     }
 }
 

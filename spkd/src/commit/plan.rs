@@ -53,7 +53,28 @@ pub struct Copy {
     pub live: String,
     pub kind: FileKind,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+    pub caps: Option<String>,
     pub mount: u64,
+}
+
+impl Copy {
+    /// The archive's time for the copy, if it had one.
+    pub fn times(&self) -> Option<rustix::fs::Timestamps> {
+        (self.mtime != 0).then(|| {
+            let t = rustix::fs::Timespec {
+                tv_sec: self.mtime,
+                tv_nsec: i64::from(self.mtime_ns),
+            };
+            rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            }
+        })
+    }
 }
 
 /// What committing the package does.
@@ -205,11 +226,7 @@ impl Planner<'_, '_> {
             ));
         }
         self.seen.insert(path.clone(), (r.path.clone(), r.is_dir()));
-        self.plan.records.push(FileRecord {
-            path,
-            kind: r.kind.clone(),
-            mode: r.mode,
-        });
+        self.plan.records.push(r.at(path));
         Ok(())
     }
 
@@ -368,6 +385,11 @@ impl Planner<'_, '_> {
                 live: target.to_owned(),
                 kind: r.kind.clone(),
                 mode: r.mode,
+                uid: r.uid,
+                gid: r.gid,
+                mtime: r.mtime,
+                mtime_ns: r.mtime_ns,
+                caps: r.caps.clone(),
                 mount,
             });
             self.plan.foreign.push((mount, target.to_owned()));

@@ -73,6 +73,23 @@ pub fn prepare(
                     }
                     Err(e) => return Err(io("writing", &copy.live, e.into())),
                 }
+                let (dir, name) = tree
+                    .at(&copy.to)
+                    .map_err(|e| io("opening", &copy.to, e.into()))?;
+                if copy.uid != 0 || copy.gid != 0 {
+                    rustix::fs::chownat(
+                        dir,
+                        name,
+                        Some(rustix::process::Uid::from_raw(copy.uid)),
+                        Some(rustix::process::Gid::from_raw(copy.gid)),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| io("writing", &copy.live, e.into()))?;
+                }
+                if let Some(times) = copy.times() {
+                    rustix::fs::utimensat(dir, name, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| io("writing", &copy.live, e.into()))?;
+                }
             }
             FileKind::File { .. } => {
                 let st = tree
@@ -95,8 +112,13 @@ pub fn prepare(
                     if st.nlink > 1 {
                         linked.insert((copy.mount, st.ino), copy.to.clone());
                     }
-                    let honoured =
-                        copy_file(tree, copy).map_err(|e| io("copying", &copy.live, e))?;
+                    let honoured = copy_file(tree, copy).map_err(|e| {
+                        if e.raw_os_error() == Some(Errno::NOTSUP.raw_os_error()) {
+                            cannot("file capabilities")
+                        } else {
+                            io("copying", &copy.live, e)
+                        }
+                    })?;
                     if !honoured {
                         if copy.mode & 0o7000 != 0 {
                             return Err(cannot("setuid/setgid bits"));
@@ -141,11 +163,32 @@ fn copy_file(tree: &mut Tree, copy: &Copy) -> std::io::Result<bool> {
     )?;
     let mut to = std::fs::File::from(fd);
     std::io::copy(&mut from, &mut to)?;
+    // Owner first: a chown clears setuid bits and capabilities, set after it.
+    let mut honoured = true;
+    if copy.uid != 0 || copy.gid != 0 {
+        match rustix::fs::fchown(
+            &to,
+            Some(rustix::process::Uid::from_raw(copy.uid)),
+            Some(rustix::process::Gid::from_raw(copy.gid)),
+        ) {
+            Ok(()) => {}
+            Err(Errno::PERM | Errno::NOSYS | Errno::NOTSUP) => honoured = false,
+            Err(e) => return Err(e.into()),
+        }
+    }
     let chmod = rustix::fs::fchmod(&to, Mode::from_raw_mode(copy.mode));
     let shown = rustix::fs::fstat(&to)?.st_mode & 0o7777;
     match chmod {
-        Ok(()) => Ok(shown == copy.mode),
-        Err(Errno::PERM | Errno::NOSYS | Errno::NOTSUP) => Ok(false),
-        Err(e) => Err(e.into()),
+        Ok(()) => honoured &= shown == copy.mode,
+        Err(Errno::PERM | Errno::NOSYS | Errno::NOTSUP) => honoured = false,
+        Err(e) => return Err(e.into()),
     }
+    if let Some(text) = &copy.caps {
+        let caps = crate::fcaps::parse(text).map_err(std::io::Error::other)?;
+        crate::fcaps::set(&to, &caps)?;
+    }
+    if let Some(times) = copy.times() {
+        rustix::fs::futimens(&to, &times)?;
+    }
+    Ok(honoured)
 }
