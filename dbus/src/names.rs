@@ -1,0 +1,29 @@
+//! Where spkd is on the bus: its well-known name, its object paths and its interface names.
+//! The `#[proxy]` and `#[interface]` attributes need these as literals; tests check that each
+//! literal equals the constant here.
+
+use zbus::zvariant::OwnedObjectPath;
+
+/// The well-known name spkd owns on the system bus.
+pub const BUS_NAME: &str = "xyz.smech.Spk1";
+/// The Manager object.
+pub const MANAGER_PATH: &str = "/xyz/smech/Spk1";
+pub const MANAGER_INTERFACE: &str = "xyz.smech.Spk1.Manager";
+pub const TRANSACTION_INTERFACE: &str = "xyz.smech.Spk1.Transaction";
+/// Parent of every transaction object, `/xyz/smech/Spk1/transaction/N` (a path namespace for
+/// match rules).
+pub const TRANSACTIONS_PATH: &str = "/xyz/smech/Spk1/transaction";
+/// Every spk error is named `xyz.smech.Spk1.Error.<Name>` (see [`crate::Error`]).
+pub const ERROR_PREFIX: &str = "xyz.smech.Spk1.Error";
+
+/// The object path of transaction number `id`.
+pub fn transaction_path(id: u64) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(format!("{TRANSACTIONS_PATH}/{id}"))
+        .expect("a path and a number make a valid object path")
+}
+
+/// Whether `path` lies below [`TRANSACTIONS_PATH`] (a transaction object's path).
+pub fn is_transaction_path(path: &str) -> bool {
+    path.strip_prefix(TRANSACTIONS_PATH)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
