@@ -2,8 +2,9 @@
 //! XML `xyz.smech.Spk1.xml`, the bus policy, the activation file and the polkit actions): the
 //! bus name, object paths and interface names ([`names`]), the error names ([`Error`]), the
 //! words of states, kinds and notices ([`words`]), the typed rows of the `a{sv}` and struct
-//! results ([`rows`]), the method options ([`options`]) and one client proxy per interface
-//! ([`ManagerProxy`], [`TransactionProxy`]).
+//! results ([`rows`]), the method options ([`options`]), one client proxy per interface
+//! ([`ManagerProxy`], [`TransactionProxy`]) and the transaction signals decoded
+//! ([`TransactionSignal`]).
 //!
 //! spkd's `#[interface]` implementations use these types, and spkctl, spk-notifier and the
 //! tests talk to spkd through them. The XML stays the authority: a test compares the running
@@ -14,6 +15,7 @@ pub mod names;
 pub mod options;
 pub mod proxy;
 pub mod rows;
+pub mod signals;
 pub mod words;
 
 pub use error::Error;
@@ -26,6 +28,7 @@ pub use proxy::{ManagerProxy, TransactionProxy};
 pub use rows::{
     HistoryChange, HistoryRow, Notice, PackageRow, PlannedChange, Problem, RepositoryRow,
 };
+pub use signals::TransactionSignal;
 pub use words::{
     Activity, ChangeAction, Kind, NoticeKind, PackageState, ProblemKind, State, UnknownWord,
 };

@@ -14,7 +14,7 @@ use zbus::{Connection, Message, MessageStream};
 
 use spk_dbus::{
     ChangeOptions, CleanOptions, INTROSPECTION_XML, Kind, MANAGER_INTERFACE, MANAGER_PATH,
-    ManagerProxy, TRANSACTION_INTERFACE, TransactionProxy,
+    ManagerProxy, TRANSACTION_INTERFACE, TransactionProxy, TransactionSignal,
 };
 
 /// One member of an interface, as the XML declares it.
@@ -311,13 +311,24 @@ async fn the_proxies_agree_with_the_xml() {
     let mut signals = BTreeSet::new();
     updates.next().await.unwrap().args().unwrap();
     signals.insert((MANAGER_INTERFACE, "UpdatesAvailable"));
-    progress.next().await.unwrap().args().unwrap();
+    // The transaction signals also through `TransactionSignal`, the decoder of clients that
+    // subscribe before a transaction exists.
+    let decodes = |msg: &zbus::Message| TransactionSignal::from_message(msg).is_some();
+    let p = progress.next().await.unwrap();
+    p.args().unwrap();
+    assert!(decodes(p.message()));
     signals.insert((TRANSACTION_INTERFACE, "Progress"));
-    done.next().await.unwrap().args().unwrap();
+    let d = done.next().await.unwrap();
+    d.args().unwrap();
+    assert!(decodes(d.message()));
     signals.insert((TRANSACTION_INTERFACE, "PackageDone"));
-    notice.next().await.unwrap().args().unwrap();
+    let n = notice.next().await.unwrap();
+    n.args().unwrap();
+    assert!(decodes(n.message()));
     signals.insert((TRANSACTION_INTERFACE, "Notice"));
-    finished.next().await.unwrap().args().unwrap();
+    let f = finished.next().await.unwrap();
+    f.args().unwrap();
+    assert!(decodes(f.message()));
     signals.insert((TRANSACTION_INTERFACE, "Finished"));
 
     let Log {
