@@ -1,13 +1,10 @@
 //! `spkctl about`: spk's and spkd's versions, the root and sources spkd manages, this machine's
 //! hardware (read live from /proc and /sys), and credits.
 
-use std::collections::HashMap;
-
-use zbus::zvariant::{OwnedValue, Value};
+use spk_dbus::{ManagerProxy, RepositoryRow};
 
 use crate::connect::Failure;
 use crate::display::human_bytes;
-use crate::proxy::ManagerProxy;
 
 fn cpu() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -79,24 +76,6 @@ fn kernel() -> String {
     )
 }
 
-pub fn text(d: &HashMap<String, OwnedValue>, k: &str) -> String {
-    match d.get(k).map(|v| &**v) {
-        Some(Value::Str(s)) => s.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn number(d: &HashMap<String, OwnedValue>, k: &str) -> u64 {
-    match d.get(k).map(|v| &**v) {
-        Some(Value::U64(n)) => *n,
-        _ => 0,
-    }
-}
-
-fn flag(d: &HashMap<String, OwnedValue>, k: &str) -> bool {
-    matches!(d.get(k).map(|v| &**v), Some(Value::Bool(true)))
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,22 +94,22 @@ fn age(secs: u64) -> String {
 }
 
 /// A `GetRepositories` row as JSON: name, kind, location, release, timestamp, signed.
-pub fn repo_json(r: &HashMap<String, OwnedValue>) -> serde_json::Value {
+pub fn repo_json(r: &RepositoryRow) -> serde_json::Value {
     serde_json::json!({
-        "name": text(r, "name"), "kind": text(r, "kind"),
-        "location": text(r, "location"), "release": text(r, "release"),
-        "timestamp": number(r, "timestamp"), "signed": flag(r, "signed"),
+        "name": r.name, "kind": r.kind,
+        "location": r.location, "release": r.release,
+        "timestamp": r.timestamp, "signed": r.signed,
     })
 }
 
 /// What the index in use is, for people: `release 2026.11.25, signed 3 days ago`.
-pub fn index_text(r: &HashMap<String, OwnedValue>) -> String {
-    let release = text(r, "release");
+pub fn index_text(r: &RepositoryRow) -> String {
+    let release = &r.release;
     if release.is_empty() {
         return "not refreshed yet".to_owned();
     }
-    let timestamp = number(r, "timestamp");
-    let how = if flag(r, "signed") {
+    let timestamp = r.timestamp;
+    let how = if r.signed {
         "signed"
     } else {
         "published (unsigned)"
@@ -169,9 +148,9 @@ pub async fn about(manager: &ManagerProxy<'_>, json: bool) -> Result<u8, Failure
     for r in &repos {
         println!(
             "  Source:     {} ({}) {} — {}",
-            text(r, "name"),
-            text(r, "kind"),
-            text(r, "location"),
+            r.name,
+            r.kind,
+            r.location,
             index_text(r)
         );
     }

@@ -1,7 +1,7 @@
 //! Reaching spkd: the bus connection, and telling "daemon unreachable" (exit 3) apart from an
 //! operation that failed.
 
-use crate::proxy::ManagerProxy;
+use spk_dbus::ManagerProxy;
 
 /// A failure, with the exit code it maps to.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use spk_dbus::Activity;
 
 pub enum Display {
     Bars {
@@ -17,7 +18,7 @@ pub enum Display {
         width: usize,
     },
     Plain {
-        seen: HashMap<String, String>,
+        seen: HashMap<String, Activity>,
     },
     Quiet,
 }
@@ -45,7 +46,7 @@ impl Display {
         }
     }
 
-    pub fn progress(&mut self, package: &str, stage: &str, done: u64, total: u64) {
+    pub fn progress(&mut self, package: &str, activity: Activity, done: u64, total: u64) {
         match self {
             Display::Bars {
                 multi,
@@ -64,21 +65,21 @@ impl Display {
                     bar.enable_steady_tick(Duration::from_millis(200));
                     bar
                 });
-                if stage == "downloading" {
+                if activity == Activity::Downloading {
                     bar.set_length(total);
                     bar.set_position(done);
                 } else {
                     bar.set_position(bar.length().unwrap_or(0));
                 }
-                bar.set_message(stage.to_owned());
+                bar.set_message(activity.as_str());
             }
             Display::Plain { seen } => {
-                if seen.get(package).map(String::as_str) != Some(stage) {
-                    seen.insert(package.to_owned(), stage.to_owned());
-                    if stage == "downloading" {
+                if seen.get(package) != Some(&activity) {
+                    seen.insert(package.to_owned(), activity);
+                    if activity == Activity::Downloading {
                         println!("{package}: downloading {}", human_bytes(total));
                     } else {
-                        println!("{package}: {stage}");
+                        println!("{package}: {activity}");
                     }
                 }
             }

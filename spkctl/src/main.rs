@@ -10,20 +10,17 @@ mod history;
 mod monitor;
 mod packages;
 mod plan;
-mod proxy;
 mod transaction;
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use zbus::zvariant::Value;
+use spk_dbus::{CleanOptions, Kind, ManagerProxy, PackageRow, PackageState, State};
 
 use cli::{ChangeOptions, Cli, Command, Global};
 use connect::Failure;
 use display::Display;
-use transaction::Kind;
 
 const EXIT_UPDATES: u8 = 100;
 
@@ -49,21 +46,14 @@ fn main() -> ExitCode {
 }
 
 /// The D-Bus options of a change (dry runs are handled here, with `Plan`).
-fn options(o: &ChangeOptions) -> HashMap<&'static str, Value<'static>> {
-    let mut map = HashMap::new();
-    if o.reinstall {
-        map.insert("reinstall", Value::from(true));
+fn options(o: &ChangeOptions) -> spk_dbus::ChangeOptions {
+    spk_dbus::ChangeOptions {
+        reinstall: o.reinstall,
+        download_only: o.download_only,
+        force: o.force_overwrite,
+        adopt: o.adopt,
+        dry_run: false,
     }
-    if o.download_only {
-        map.insert("download-only", Value::from(true));
-    }
-    if o.force_overwrite {
-        map.insert("force", Value::from(true));
-    }
-    if o.adopt {
-        map.insert("adopt", Value::from(true));
-    }
-    map
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
@@ -109,7 +99,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 async fn dispatch(
     cli: &Cli,
     conn: &zbus::Connection,
-    manager: &proxy::ManagerProxy<'_>,
+    manager: &ManagerProxy<'_>,
 ) -> Result<u8, Failure> {
     let g = &cli.global;
     let mut display = Display::new(g.json, g.no_progress);
@@ -134,11 +124,11 @@ async fn dispatch(
             available,
         } => {
             let filter = if *installed {
-                Some("installed")
+                Some(PackageState::Installed)
             } else if *upgradable {
-                Some("upgradable")
+                Some(PackageState::Upgradable)
             } else if *available {
-                Some("available")
+                Some(PackageState::Available)
             } else {
                 None
             };
@@ -153,37 +143,31 @@ async fn dispatch(
         Command::About => return about::about(manager, g.json).await,
         Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
     };
-    let opts = options(&change_opts);
+    let change = Change {
+        kind,
+        names,
+        options: options(&change_opts),
+        dry_run: change_opts.dry_run,
+    };
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if change_opts.dry_run || (interactive && !g.yes && !g.json) {
-        match review(
-            conn,
-            manager,
-            g,
-            kind,
-            names,
-            &opts,
-            change_opts.dry_run,
-            &mut display,
-        )
-        .await?
-        {
+    if change.dry_run || (interactive && !g.yes && !g.json) {
+        match review(conn, manager, g, &change, &mut display).await? {
             Review::Proceed => {}
             Review::Stop(code) => return Ok(code),
         }
     }
-    let ended = transaction::run(conn, manager, kind, names, opts, &mut display).await?;
+    let ended = transaction::run(conn, manager, kind, names, &change.options, &mut display).await?;
     if g.json {
         println!("{}", ended.json());
     } else {
         if ended.succeeded() {
             println!("{}", transaction::summary(kind, &ended));
         }
-        for (package, _, _, message) in &ended.notices {
-            if package.is_empty() {
-                println!("note: {message}");
+        for n in &ended.notices {
+            if n.package.is_empty() {
+                println!("note: {}", n.message);
             } else {
-                println!("note: {package}: {message}");
+                println!("note: {}: {}", n.package, n.message);
             }
         }
     }
@@ -194,6 +178,15 @@ async fn dispatch(
     }
 }
 
+/// The change the command line asks for.
+struct Change<'a> {
+    kind: Kind,
+    names: &'a [String],
+    options: spk_dbus::ChangeOptions,
+    /// Show the plan and stop.
+    dry_run: bool,
+}
+
 enum Review {
     Proceed,
     Stop(u8),
@@ -201,29 +194,25 @@ enum Review {
 
 /// Show the plan (after refreshing the indexes for install/upgrade) and ask, or stop for a dry
 /// run.
-#[allow(clippy::too_many_arguments)]
 async fn review(
     conn: &zbus::Connection,
-    manager: &proxy::ManagerProxy<'_>,
+    manager: &ManagerProxy<'_>,
     g: &Global,
-    kind: Kind,
-    names: &[String],
-    opts: &HashMap<&'static str, Value<'static>>,
-    dry_run: bool,
+    change: &Change<'_>,
     display: &mut Display,
 ) -> Result<Review, Failure> {
-    if kind != Kind::Remove {
+    if change.kind != Kind::Remove {
         let mut quiet = Display::Quiet;
         let refreshed = transaction::run(
             conn,
             manager,
             Kind::Refresh,
             &[],
-            HashMap::new(),
+            &spk_dbus::ChangeOptions::default(),
             &mut quiet,
         )
         .await?;
-        if refreshed.state == "cancelled" {
+        if refreshed.state == State::Cancelled {
             return Err(Failure::failed(refreshed.error_message));
         }
         if !refreshed.succeeded() {
@@ -232,17 +221,13 @@ async fn review(
             eprintln!("warning: {}", refreshed.error_message);
         }
     }
-    let plan_opts = opts
-        .iter()
-        .map(|(k, v)| (*k, v.try_clone().unwrap_or(Value::Bool(false))))
-        .collect();
-    let changes = plan::fetch(manager, kind.as_str(), names, plan_opts).await?;
+    let changes = plan::fetch(manager, change.kind, change.names, &change.options).await?;
     if g.json {
         println!("{}", plan::json(&changes));
     } else {
         print!("{}", plan::text(&changes));
     }
-    if dry_run || changes.is_empty() {
+    if change.dry_run || changes.is_empty() {
         return Ok(Review::Stop(0));
     }
     display.suspend();
@@ -256,29 +241,35 @@ async fn review(
 
 async fn check(
     conn: &zbus::Connection,
-    manager: &proxy::ManagerProxy<'_>,
+    manager: &ManagerProxy<'_>,
     json: bool,
     display: &mut Display,
 ) -> Result<u8, Failure> {
-    let ended =
-        transaction::run(conn, manager, Kind::Refresh, &[], HashMap::new(), display).await?;
+    let ended = transaction::run(
+        conn,
+        manager,
+        Kind::Refresh,
+        &[],
+        &spk_dbus::ChangeOptions::default(),
+        display,
+    )
+    .await?;
     if !ended.succeeded() {
         return Err(Failure::failed(ended.error_message));
     }
     let repos = manager.get_repositories().await?;
-    let upgradable: Vec<serde_json::Value> = manager
+    let upgradable: Vec<PackageRow> = manager
         .list_packages()
         .await?
-        .iter()
-        .map(packages::to_json)
-        .filter(|p| p.get("state").and_then(|s| s.as_str()) == Some("upgradable"))
+        .into_iter()
+        .filter(|p| p.state == PackageState::Upgradable)
         .collect();
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "updates": upgradable.len(),
-                "packages": upgradable,
+                "packages": upgradable.iter().map(packages::to_json).collect::<Vec<_>>(),
                 "repositories": repos.iter().map(about::repo_json).collect::<Vec<_>>(),
             })
         );
@@ -289,23 +280,16 @@ async fn check(
         });
     }
     for r in &repos {
-        println!(
-            "Index of {}: {}",
-            about::text(r, "name"),
-            about::index_text(r)
-        );
+        println!("Index of {}: {}", r.name, about::index_text(r));
     }
     if upgradable.is_empty() {
         println!("The system is up to date.");
     } else {
         println!("{} update(s) available:", upgradable.len());
         for p in &upgradable {
-            let get = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
             println!(
                 "  {} {} -> {}",
-                get("name"),
-                get("installed-version"),
-                get("available-version")
+                p.name, p.installed_version, p.available_version
             );
         }
         println!("Run `spkctl upgrade` to install them.");
@@ -318,76 +302,69 @@ async fn check(
 }
 
 async fn list(
-    manager: &proxy::ManagerProxy<'_>,
-    filter: Option<&str>,
+    manager: &ManagerProxy<'_>,
+    filter: Option<PackageState>,
     json: bool,
 ) -> Result<u8, Failure> {
-    let all: Vec<serde_json::Value> = manager
+    let all: Vec<PackageRow> = manager
         .list_packages()
         .await?
-        .iter()
-        .map(packages::to_json)
-        .filter(|p| {
-            let state = p.get("state").and_then(|s| s.as_str()).unwrap_or("");
-            match filter {
-                None => true,
-                // Upgradable packages are installed too.
-                Some("installed") => state == "installed" || state == "upgradable",
-                Some(f) => state == f,
+        .into_iter()
+        .filter(|p| match filter {
+            None => true,
+            // Upgradable packages are installed too.
+            Some(PackageState::Installed) => {
+                matches!(p.state, PackageState::Installed | PackageState::Upgradable)
             }
+            Some(f) => p.state == f,
         })
         .collect();
     if json {
-        println!("{}", serde_json::Value::Array(all));
+        println!(
+            "{}",
+            serde_json::Value::Array(all.iter().map(packages::to_json).collect())
+        );
     } else {
         print!("{}", packages::table(&all));
     }
     Ok(0)
 }
 
-async fn info(manager: &proxy::ManagerProxy<'_>, name: &str, json: bool) -> Result<u8, Failure> {
+async fn info(manager: &ManagerProxy<'_>, name: &str, json: bool) -> Result<u8, Failure> {
     let found = manager
         .list_packages()
         .await?
-        .iter()
-        .map(packages::to_json)
-        .find(|p| p.get("name").and_then(|s| s.as_str()) == Some(name));
+        .into_iter()
+        .find(|p| p.name == name);
     let Some(p) = found else {
         return Err(Failure::failed(format!(
             "unknown package '{name}': no configured repository offers it and it is not installed"
         )));
     };
     if json {
-        println!("{p}");
+        println!("{}", packages::to_json(&p));
     } else {
         print!("{}", packages::info_text(&p));
     }
     Ok(0)
 }
 
-async fn verify(
-    manager: &proxy::ManagerProxy<'_>,
-    names: &[String],
-    json: bool,
-) -> Result<u8, Failure> {
+async fn verify(manager: &ManagerProxy<'_>, names: &[String], json: bool) -> Result<u8, Failure> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let problems = manager.verify(&names).await?;
     // A configuration file the admin edited is expected, not damage.
-    let damaged = problems
-        .iter()
-        .filter(|(_, _, kind, _)| kind != "config")
-        .count();
+    let damaged = problems.iter().filter(|p| p.kind.is_damage()).count();
     if json {
         let list: Vec<serde_json::Value> = problems
             .iter()
-            .map(|(p, f, kind, what)| {
-                serde_json::json!({"package": p, "path": f, "kind": kind, "problem": what})
+            .map(|p| {
+                serde_json::json!({"package": p.package, "path": p.path, "kind": p.kind.as_str(), "problem": p.problem})
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
-        for (package, path, _, problem) in &problems {
-            println!("{package}: /{path}: {problem}");
+        for p in &problems {
+            println!("{}: /{}: {}", p.package, p.path, p.problem);
         }
         let configs = problems.len() - damaged;
         if damaged > 0 {
@@ -404,12 +381,8 @@ async fn verify(
     Ok(if damaged == 0 { 0 } else { 1 })
 }
 
-async fn clean(manager: &proxy::ManagerProxy<'_>, all: bool, json: bool) -> Result<u8, Failure> {
-    let mut options = HashMap::new();
-    if all {
-        options.insert("all", Value::from(true));
-    }
-    let (files, bytes) = manager.clean(options).await?;
+async fn clean(manager: &ManagerProxy<'_>, all: bool, json: bool) -> Result<u8, Failure> {
+    let (files, bytes) = manager.clean(&CleanOptions { all }).await?;
     if json {
         println!("{}", serde_json::json!({"files": files, "bytes": bytes}));
     } else {

@@ -5,14 +5,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use spk_dbus::{ManagerProxy, State, TransactionProxy, TransactionSignal};
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::connect::Failure;
 use crate::display::Display;
-use crate::proxy::{ManagerProxy, TransactionProxy};
 use crate::transaction;
-
-const FINAL: [&str; 3] = ["finished", "failed", "cancelled"];
 
 async fn proxy<'a>(
     conn: &zbus::Connection,
@@ -35,7 +33,7 @@ async fn running(
         let t = proxy(conn, &path).await?;
         // A transaction that vanished meanwhile is simply not running.
         if let Ok(state) = t.state().await
-            && !FINAL.contains(&state.as_str())
+            && !state.is_final()
         {
             out.push((path, t));
         }
@@ -62,7 +60,7 @@ pub async fn monitor(
     }
     let mut waiting: HashSet<String> = HashSet::new();
     for (path, t) in &active {
-        let kind = t.kind().await.unwrap_or_default();
+        let kind = t.kind().await.map(|k| k.as_str()).unwrap_or_default();
         let packages = t.packages().await.unwrap_or_default().join(" ");
         let uid = t.requester().await.unwrap_or(0);
         if !json {
@@ -81,12 +79,12 @@ pub async fn monitor(
                 // Re-check: a transaction may have ended before we subscribed.
                 for (path, t) in &active {
                     if let Ok(state) = t.state().await
-                        && FINAL.contains(&state.as_str())
+                        && state.is_final()
                         && waiting.remove(path.as_str())
                     {
                         let message = t.error_message().await.unwrap_or_default();
-                        failed |= state != "finished";
-                        report(json, &mut results, path.as_str(), &state, &message);
+                        failed |= state != State::Finished;
+                        report(json, &mut results, path.as_str(), state, &message);
                     }
                 }
                 continue;
@@ -99,28 +97,23 @@ pub async fn monitor(
         if !waiting.contains(&path) {
             continue;
         }
-        let member = header.member().map(|m| m.to_string()).unwrap_or_default();
-        let body = msg.body();
-        match member.as_str() {
-            "Progress" => {
-                if let Ok((p, stage, d, t)) = body.deserialize::<(String, String, u64, u64)>() {
-                    display.progress(&p, &stage, d, t);
-                }
+        match TransactionSignal::from_message(&msg) {
+            Some(TransactionSignal::Progress {
+                package,
+                activity,
+                done,
+                total,
+            }) => display.progress(&package, activity, done, total),
+            Some(TransactionSignal::PackageDone { name, version }) => {
+                display.package_done("done:", &name, &version);
             }
-            "PackageDone" => {
-                if let Ok((n, v)) = body.deserialize::<(String, String)>() {
-                    display.package_done("done:", &n, &v);
-                }
+            Some(TransactionSignal::Finished { state, message, .. }) => {
+                waiting.remove(&path);
+                display.finish();
+                failed |= state != State::Finished;
+                report(json, &mut results, &path, state, &message);
             }
-            "Finished" => {
-                if let Ok((state, _, message)) = body.deserialize::<(String, String, String)>() {
-                    waiting.remove(&path);
-                    display.finish();
-                    failed |= state != "finished";
-                    report(json, &mut results, &path, &state, &message);
-                }
-            }
-            _ => {}
+            Some(TransactionSignal::Notice(_)) | None => {}
         }
     }
     if json {
@@ -133,12 +126,12 @@ fn report(
     json: bool,
     results: &mut Vec<serde_json::Value>,
     path: &str,
-    state: &str,
+    state: State,
     message: &str,
 ) {
     if json {
         results.push(
-            serde_json::json!({"transaction": path, "state": state, "error-message": message}),
+            serde_json::json!({"transaction": path, "state": state.as_str(), "error-message": message}),
         );
     } else if message.is_empty() {
         println!("{path}: {state}");
@@ -157,7 +150,7 @@ pub async fn cancel(
             let path = if id.starts_with('/') {
                 id.to_owned()
             } else {
-                format!("/xyz/smech/Spk1/transaction/{id}")
+                format!("{}/{id}", spk_dbus::TRANSACTIONS_PATH)
             };
             vec![OwnedObjectPath::try_from(path).map_err(|e| Failure {
                 code: 2,

@@ -1,51 +1,29 @@
 //! `list` and `info`: packages as spkd describes them, as a table or JSON.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use serde_json::{Map, Value as Json};
-use zbus::zvariant::{OwnedValue, Value};
+use serde_json::Value as Json;
+use spk_dbus::PackageRow;
 
 use crate::display::human_bytes;
 
-/// One package dict from `ListPackages`, as JSON with the same keys.
-pub fn to_json(dict: &HashMap<String, OwnedValue>) -> Json {
-    let mut map = Map::new();
-    let mut keys: Vec<&String> = dict.keys().collect();
-    keys.sort();
-    for key in keys {
-        map.insert(key.clone(), value_json(&dict[key]));
-    }
-    Json::Object(map)
-}
-
-fn value_json(v: &Value<'_>) -> Json {
-    match v {
-        Value::Str(s) => Json::from(s.as_str()),
-        Value::U64(n) => Json::from(*n),
-        Value::U32(n) => Json::from(*n),
-        Value::Bool(b) => Json::from(*b),
-        Value::Dict(d) => {
-            let mut map = Map::new();
-            for (k, v) in d.iter() {
-                let key = match k {
-                    Value::Str(s) => s.as_str().to_owned(),
-                    other => other.to_string(),
-                };
-                map.insert(key, value_json(v));
-            }
-            Json::Object(map)
-        }
-        other => Json::from(other.to_string()),
-    }
-}
-
-fn text<'a>(p: &'a Json, key: &str) -> &'a str {
-    p.get(key).and_then(Json::as_str).unwrap_or("")
-}
-
-fn number(p: &Json, key: &str) -> u64 {
-    p.get(key).and_then(Json::as_u64).unwrap_or(0)
+/// One package of `ListPackages` as spkctl's JSON shows it (README: the keys of the row).
+pub fn to_json(p: &PackageRow) -> Json {
+    serde_json::json!({
+        "name": p.name,
+        "kind": p.kind,
+        "state": p.state.as_str(),
+        "installed-version": p.installed_version,
+        "available-version": p.available_version,
+        "size": p.size,
+        "installed-size": p.installed_size,
+        "description": p.description,
+        "repo": p.repo,
+        "verified-by": p.verified_by,
+        "files": p.files,
+        "problem": p.problem,
+        "capabilities": p.capabilities,
+    })
 }
 
 fn terminal_width() -> usize {
@@ -62,18 +40,18 @@ fn terminal_width() -> usize {
 }
 
 /// A table that fits the terminal: the description column takes what is left.
-pub fn table(packages: &[Json]) -> String {
+pub fn table(packages: &[PackageRow]) -> String {
     let headers = ["NAME", "STATE", "INSTALLED", "AVAILABLE", "SIZE"];
     let rows: Vec<[String; 6]> = packages
         .iter()
         .map(|p| {
             [
-                text(p, "name").to_owned(),
-                text(p, "state").to_owned(),
-                text(p, "installed-version").to_owned(),
-                text(p, "available-version").to_owned(),
-                human_bytes(number(p, "size")),
-                text(p, "description").to_owned(),
+                p.name.clone(),
+                p.state.as_str().to_owned(),
+                p.installed_version.clone(),
+                p.available_version.clone(),
+                human_bytes(p.size),
+                p.description.clone(),
             ]
         })
         .collect();
@@ -122,7 +100,7 @@ pub fn table(packages: &[Json]) -> String {
     out
 }
 
-pub fn info_text(p: &Json) -> String {
+pub fn info_text(p: &PackageRow) -> String {
     let mut out = String::new();
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<18}{v}\n"));
     let or_dash = |s: &str| {
@@ -132,27 +110,22 @@ pub fn info_text(p: &Json) -> String {
             s.to_owned()
         }
     };
-    field("Name:", text(p, "name").to_owned());
-    field("Kind:", or_dash(text(p, "kind")));
-    field("State:", text(p, "state").to_owned());
-    if !text(p, "problem").is_empty() {
-        field("Problem:", text(p, "problem").to_owned());
+    field("Name:", p.name.clone());
+    field("Kind:", or_dash(&p.kind));
+    field("State:", p.state.as_str().to_owned());
+    if !p.problem.is_empty() {
+        field("Problem:", p.problem.clone());
     }
-    field("Installed:", or_dash(text(p, "installed-version")));
-    field("Available:", or_dash(text(p, "available-version")));
-    field("Download size:", human_bytes(number(p, "size")));
-    field("Installed size:", human_bytes(number(p, "installed-size")));
-    field("Repository:", or_dash(text(p, "repo")));
-    field("Verified by:", or_dash(text(p, "verified-by")));
-    field("Files:", number(p, "files").to_string());
-    if let Some(caps) = p.get("capabilities").and_then(Json::as_object) {
-        for (path, text) in caps {
-            field(
-                "Capabilities:",
-                format!("/{path} {}", text.as_str().unwrap_or("")),
-            );
-        }
+    field("Installed:", or_dash(&p.installed_version));
+    field("Available:", or_dash(&p.available_version));
+    field("Download size:", human_bytes(p.size));
+    field("Installed size:", human_bytes(p.installed_size));
+    field("Repository:", or_dash(&p.repo));
+    field("Verified by:", or_dash(&p.verified_by));
+    field("Files:", p.files.to_string());
+    for (path, text) in &p.capabilities {
+        field("Capabilities:", format!("/{path} {text}"));
     }
-    field("Description:", or_dash(text(p, "description")));
+    field("Description:", or_dash(&p.description));
     out
 }

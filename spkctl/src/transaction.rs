@@ -1,43 +1,26 @@
 //! Starting a transaction and following it to its end through its signals. The signal match is
 //! added before the method call, so not even a transaction that finishes at once is missed.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use zbus::zvariant::{OwnedObjectPath, Value};
+use spk_dbus::{
+    ChangeOptions, Kind, ManagerProxy, Notice, State, TRANSACTION_INTERFACE, TransactionProxy,
+    TransactionSignal,
+};
+use zbus::zvariant::OwnedObjectPath;
 use zbus::{MatchRule, MessageStream};
 
 use crate::connect::Failure;
 use crate::display::{Display, human_bytes};
-use crate::proxy::{ManagerProxy, TRANSACTION_IFACE, TransactionProxy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Refresh,
-    Install,
-    Upgrade,
-    Remove,
-}
-
-impl Kind {
-    /// The name spkd's `Plan` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Refresh => "refresh",
-            Kind::Install => "install",
-            Kind::Upgrade => "upgrade",
-            Kind::Remove => "remove",
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Kind::Refresh => "refreshed",
-            Kind::Install => "installed",
-            Kind::Upgrade => "upgraded",
-            Kind::Remove => "removed",
-        }
+/// What a finished transaction of `kind` did to its packages, for the summary line.
+fn verb(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Refresh => "refreshed",
+        Kind::Install => "installed",
+        Kind::Upgrade => "upgraded",
+        Kind::Remove => "removed",
     }
 }
 
@@ -45,12 +28,11 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Ended {
     pub path: OwnedObjectPath,
-    pub state: String,
+    pub state: State,
     pub error_name: String,
     pub error_message: String,
     pub done: Vec<(String, String)>,
-    /// (package, kind, path, message) of each Notice.
-    pub notices: Vec<(String, String, String, String)>,
+    pub notices: Vec<Notice>,
     pub bytes: u64,
     pub elapsed: Duration,
 }
@@ -63,12 +45,12 @@ impl Ended {
             "error-name": self.error_name,
             "error-message": self.error_message,
             "packages": self.done.iter().map(|(n, v)| serde_json::json!({"name": n, "version": v})).collect::<Vec<_>>(),
-            "notices": self.notices.iter().map(|(p, k, f, m)| serde_json::json!({"package": p, "kind": k, "path": f, "message": m})).collect::<Vec<_>>(),
+            "notices": self.notices.iter().map(|n| serde_json::json!({"package": n.package, "kind": n.kind.as_str(), "path": n.path, "message": n.message})).collect::<Vec<_>>(),
         })
     }
 
     pub fn succeeded(&self) -> bool {
-        self.state == "finished"
+        self.state == State::Finished
     }
 }
 
@@ -76,7 +58,7 @@ impl Ended {
 pub async fn subscribe(conn: &zbus::Connection) -> Result<MessageStream, Failure> {
     let rule = MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
-        .interface(TRANSACTION_IFACE)
+        .interface(TRANSACTION_INTERFACE)
         .map_err(|e| Failure::failed(e.to_string()))?
         .build();
     Ok(MessageStream::for_match_rule(rule, conn, Some(4096)).await?)
@@ -87,7 +69,7 @@ pub async fn run(
     manager: &ManagerProxy<'_>,
     kind: Kind,
     names: &[String],
-    options: HashMap<&str, Value<'_>>,
+    options: &ChangeOptions,
     display: &mut Display,
 ) -> Result<Ended, Failure> {
     let mut signals = subscribe(conn).await?;
@@ -160,39 +142,27 @@ pub async fn run(
                 continue;
             }
         };
-        let header = msg.header();
-        if header.path().map(|p| p.as_str()) != Some(path.as_str()) {
+        if msg.header().path().map(|p| p.as_str()) != Some(path.as_str()) {
             continue;
         }
-        let member = header
-            .member()
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_default();
-        let body = msg.body();
-        match member.as_str() {
-            "Progress" => {
-                if let Ok((package, stage, d, t)) = body.deserialize::<(String, String, u64, u64)>()
-                {
-                    display.progress(&package, &stage, d, t);
-                }
+        match TransactionSignal::from_message(&msg) {
+            Some(TransactionSignal::Progress {
+                package,
+                activity,
+                done,
+                total,
+            }) => display.progress(&package, activity, done, total),
+            Some(TransactionSignal::PackageDone { name, version }) => {
+                display.package_done(verb(kind), &name, &version);
+                done.push((name, version));
             }
-            "PackageDone" => {
-                if let Ok((name, version)) = body.deserialize::<(String, String)>() {
-                    display.package_done(kind.verb(), &name, &version);
-                    done.push((name, version));
-                }
-            }
-            "Notice" => {
-                if let Ok(n) = body.deserialize::<(String, String, String, String)>() {
-                    notices.push(n);
-                }
-            }
-            "Finished" => {
-                if let Ok(f) = body.deserialize::<(String, String, String)>() {
-                    break f;
-                }
-            }
-            _ => {}
+            Some(TransactionSignal::Notice(n)) => notices.push(n),
+            Some(TransactionSignal::Finished {
+                state,
+                error_name,
+                message,
+            }) => break (state, error_name, message),
+            None => {}
         }
     };
     display.finish();
@@ -257,7 +227,7 @@ pub fn summary(kind: Kind, ended: &Ended) -> String {
     let list: Vec<String> = ended.done.iter().map(|(n, v)| format!("{n} {v}")).collect();
     let mut line = format!(
         "{} {} package{} ({}) in {secs:.1} s",
-        capitalize(kind.verb()),
+        capitalize(verb(kind)),
         ended.done.len(),
         if ended.done.len() == 1 { "" } else { "s" },
         list.join(", ")
