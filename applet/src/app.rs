@@ -218,7 +218,7 @@ impl App {
                 message,
             } => {
                 tracing::info!(%path, %state, %message, "transaction finished");
-                let effects = self.model.transaction_finished(&path, &state, &message);
+                let effects = self.model.transaction_finished(&path, state, &message);
                 self.apply(effects).await;
             }
         }

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use spk_dbus::{Kind, State};
+
 /// How many ended transactions the model remembers (to report each end once).
 const ENDED_MEMORY: usize = 32;
 
@@ -41,11 +43,9 @@ impl Update {
 pub struct Job {
     /// Object path `/xyz/smech/Spk1/transaction/N`.
     pub path: String,
-    /// `refresh` | `install` | `upgrade` | `remove`.
-    pub kind: String,
+    pub kind: Kind,
     pub packages: Vec<String>,
-    /// `queued` … `finished` | `failed` | `cancelled`.
-    pub state: String,
+    pub state: State,
     pub percentage: u32,
     pub current_package: String,
     /// `ErrorMessage` (set when it failed).
@@ -59,35 +59,35 @@ pub struct Job {
 impl Job {
     /// Whether spkd has finished with this transaction.
     pub fn is_over(&self) -> bool {
-        is_terminal(&self.state)
+        self.state.is_final()
     }
 
     /// "Installing updates", "Installing packages", "Removing packages".
     pub fn title(&self) -> &'static str {
-        match self.kind.as_str() {
-            "upgrade" => "Installing updates",
-            "install" => "Installing packages",
-            "remove" => "Removing packages",
-            _ => "Checking for updates",
+        match self.kind {
+            Kind::Upgrade => "Installing updates",
+            Kind::Install => "Installing packages",
+            Kind::Remove => "Removing packages",
+            Kind::Refresh => "Checking for updates",
         }
     }
 
     /// The [`Effect::JobEnded`] for this job ending in `state` (`finished` = success) with
     /// spkd's `message`.
-    fn ended(&self, state: &str, message: &str) -> Effect {
+    fn ended(&self, state: State, message: &str) -> Effect {
         let error = match state {
-            "finished" => None,
-            "cancelled" => Some("Cancelled".to_owned()),
+            State::Finished => None,
+            State::Cancelled => Some("Cancelled".to_owned()),
             _ if message.is_empty() => Some(format!("The transaction {state}")),
             _ => Some(message.to_owned()),
         };
-        let summary = match (self.kind.as_str(), &error, state) {
-            (_, _, "cancelled") => "Cancelled",
-            ("upgrade", None, _) => "Updates installed",
-            ("install", None, _) => "Packages installed",
-            ("remove", None, _) => "Packages removed",
-            ("upgrade", Some(_), _) => "Updates could not be installed",
-            ("remove", Some(_), _) => "Packages could not be removed",
+        let summary = match (self.kind, &error, state) {
+            (_, _, State::Cancelled) => "Cancelled",
+            (Kind::Upgrade, None, _) => "Updates installed",
+            (Kind::Install, None, _) => "Packages installed",
+            (Kind::Remove, None, _) => "Packages removed",
+            (Kind::Upgrade, Some(_), _) => "Updates could not be installed",
+            (Kind::Remove, Some(_), _) => "Packages could not be removed",
             _ => "Packages could not be installed",
         };
         let mut body = match &error {
@@ -115,13 +115,13 @@ impl Job {
         } else {
             self.current_package.clone()
         };
-        let verb = match self.state.as_str() {
-            "queued" => return "Waiting for another transaction".to_owned(),
-            "resolving" => "Preparing",
-            "downloading" => "Downloading",
-            "installing" if self.kind == "remove" => "Removing",
-            "installing" => "Installing",
-            _ => return String::new(),
+        let verb = match self.state {
+            State::Queued => return "Waiting for another transaction".to_owned(),
+            State::Resolving => "Preparing",
+            State::Downloading => "Downloading",
+            State::Installing if self.kind == Kind::Remove => "Removing",
+            State::Installing => "Installing",
+            State::Finished | State::Failed | State::Cancelled => return String::new(),
         };
         if what.is_empty() {
             verb.to_owned()
@@ -129,11 +129,6 @@ impl Job {
             format!("{verb} {what}")
         }
     }
-}
-
-/// Whether a transaction `State` is one of the final ones.
-pub fn is_terminal(state: &str) -> bool {
-    matches!(state, "finished" | "failed" | "cancelled")
 }
 
 /// How the tray item presents itself (the StatusNotifierItem `Status`).
@@ -240,7 +235,7 @@ impl Model {
         self.checking = None;
         let mut effects = Vec::new();
         if let Some(job) = self.job.take() {
-            effects.push(job.ended("failed", "The update service stopped"));
+            effects.push(job.ended(State::Failed, "The update service stopped"));
         }
         effects
     }
@@ -293,7 +288,7 @@ impl Model {
 
     /// The current properties of a transaction, from `GetAll` or a `PropertiesChanged`.
     pub fn transaction_seen(&mut self, job: Job) -> Vec<Effect> {
-        if job.kind == "refresh" {
+        if job.kind == Kind::Refresh {
             if job.is_over() {
                 if self.checking.as_deref() == Some(job.path.as_str()) {
                     self.checking = None;
@@ -316,9 +311,9 @@ impl Model {
                     ..job
                 };
                 if current.is_over() {
-                    let state = current.state.clone();
+                    let state = current.state;
                     let path = current.path.clone();
-                    return self.transaction_finished(&path, &state, "");
+                    return self.transaction_finished(&path, state, "");
                 }
                 let after = (current.percentage, current.activity());
                 if before != after {
@@ -337,9 +332,9 @@ impl Model {
                     title: job.title().to_owned(),
                     packages: job.packages.clone(),
                 });
-                let (path, state) = (job.path.clone(), job.state.clone());
+                let (path, state) = (job.path.clone(), job.state);
                 self.job = Some(job);
-                effects.extend(self.transaction_finished(&path, &state, ""));
+                effects.extend(self.transaction_finished(&path, state, ""));
             }
             None => {
                 self.failure = None;
@@ -372,7 +367,7 @@ impl Model {
     }
 
     /// A transaction sent `Finished(state, error_name, message)`.
-    pub fn transaction_finished(&mut self, path: &str, state: &str, message: &str) -> Vec<Effect> {
+    pub fn transaction_finished(&mut self, path: &str, state: State, message: &str) -> Vec<Effect> {
         if self.checking.as_deref() == Some(path) {
             self.checking = None;
             return Vec::new();
@@ -388,7 +383,7 @@ impl Model {
         let ended = job.ended(state, message);
         self.remember_end(job.path);
         if let Effect::JobEnded { error: Some(e), .. } = &ended
-            && state == "failed"
+            && state == State::Failed
         {
             self.failure = Some(e.clone());
         }
@@ -482,9 +477,9 @@ mod tests {
     fn job(path: &str, kind: &str, state: &str, percentage: u32) -> Job {
         Job {
             path: path.into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             packages: vec!["kate".into()],
-            state: state.into(),
+            state: state.parse().unwrap(),
             percentage,
             current_package: String::new(),
             error_message: String::new(),
@@ -527,7 +522,7 @@ mod tests {
             "etc/kate.conf was changed locally and kept; the new version is etc/kate.conf.spknew";
         m.notice("/t/1", kept);
         m.notice("/t/other", "not this transaction's");
-        let effects = m.transaction_finished("/t/1", "finished", "");
+        let effects = m.transaction_finished("/t/1", State::Finished, "");
         let body = effects.iter().find_map(|e| match e {
             Effect::JobEnded { body, .. } => Some(body.clone()),
             _ => None,
@@ -613,7 +608,7 @@ mod tests {
         m.transaction_seen(job(t, "upgrade", "installing", 40));
         assert_eq!(m.job().map(|j| j.percentage), Some(42));
         m.package_done(t, "kate", "2.0-1");
-        let ended = m.transaction_finished(t, "finished", "");
+        let ended = m.transaction_finished(t, State::Finished, "");
         assert_eq!(
             ended,
             vec![Effect::JobEnded {
@@ -637,7 +632,7 @@ mod tests {
     fn a_failed_transaction_needs_attention_until_the_next_starts() {
         let mut m = present();
         m.transaction_seen(job("/t/1", "upgrade", "downloading", 5));
-        m.transaction_finished("/t/1", "failed", "sha256 mismatch for kate");
+        m.transaction_finished("/t/1", State::Failed, "sha256 mismatch for kate");
         let view = m.view();
         assert_eq!(view.status, ItemStatus::NeedsAttention);
         assert_eq!(view.tooltip_body, "sha256 mismatch for kate");
@@ -654,7 +649,7 @@ mod tests {
         );
         assert!(!m.view().can_check);
         assert_eq!(m.view().tooltip_body, "Checking for updates…");
-        m.transaction_finished("/t/1", "finished", "");
+        m.transaction_finished("/t/1", State::Finished, "");
         assert!(m.view().can_check);
     }
 
@@ -671,7 +666,7 @@ mod tests {
         assert!(m.follows("/t/7"));
         assert_eq!(m.transaction_seen(failed), vec![]);
         assert_eq!(
-            m.transaction_finished("/t/7", "failed", "no space left"),
+            m.transaction_finished("/t/7", State::Failed, "no space left"),
             vec![]
         );
     }

@@ -37,18 +37,8 @@ const NOTIFICATIONS_IFACE: &str = "org.freedesktop.Notifications";
     default_path = "/org/freedesktop/Notifications"
 )]
 trait Notifications {
-    #[allow(clippy::too_many_arguments)]
-    fn notify(
-        &self,
-        app_name: &str,
-        replaces_id: u32,
-        app_icon: &str,
-        summary: &str,
-        body: &str,
-        actions: &[&str],
-        hints: HashMap<&str, Value<'_>>,
-        expire_timeout: i32,
-    ) -> zbus::Result<u32>;
+    // `Notify(app_name, replaces_id, app_icon, summary, body, actions, hints, expire_timeout)`
+    // takes eight arguments: [`Notices::show`] calls it with one tuple through the proxy.
     fn close_notification(&self, id: u32) -> zbus::Result<()>;
 }
 
@@ -143,11 +133,13 @@ impl Notices {
         hints.insert("desktop-entry", Value::from("spk-notifier"));
         hints.insert("urgency", Value::U8(1));
         let replaces = self.shown.map_or(0, |s| s.id);
+        let notify = (
+            APP_NAME, replaces, APP_ICON, summary, body, actions, hints, -1i32,
+        );
         match self
             .proxy
-            .notify(
-                APP_NAME, replaces, APP_ICON, summary, body, actions, hints, -1,
-            )
+            .inner()
+            .call::<_, _, u32>("Notify", &notify)
             .await
         {
             Ok(id) => {

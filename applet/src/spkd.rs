@@ -1,48 +1,18 @@
-//! The notifier's client of spkd on the system bus: proxies of `dbus/xyz.smech.Spk1.xml` and
-//! the few reads and calls the notifier makes.
-//!
-//! Calls that change the system (`Refresh`, `Upgrade`) carry the
-//! ALLOW_INTERACTIVE_AUTHORIZATION flag, so polkit may ask the desktop's authentication agent
-//! for the user's rights instead of refusing at once. They have no reply timeout: the user may
-//! take a while to type a password (zbus sets no method timeout unless asked to).
+//! The notifier's client of spkd on the system bus: the few reads and calls it makes, through
+//! `spk_dbus`'s proxy (whose modifying calls let polkit ask the desktop's authentication agent
+//! for the user's rights, and wait as long as the user takes to type a password).
 
 use std::collections::HashMap;
 
+use spk_dbus::{
+    BUS_NAME, ChangeOptions, Kind, ManagerProxy, PackageState, State, TRANSACTION_INTERFACE,
+};
+use zbus::Connection;
 use zbus::proxy::CacheProperties;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
-use zbus::{Connection, proxy};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use crate::error::Error;
 use crate::model::{Job, Update};
-
-/// spkd's well-known name.
-pub const BUS_NAME: &str = "xyz.smech.Spk1";
-pub const MANAGER_PATH: &str = "/xyz/smech/Spk1";
-pub const MANAGER_IFACE: &str = "xyz.smech.Spk1.Manager";
-pub const TRANSACTION_IFACE: &str = "xyz.smech.Spk1.Transaction";
-/// Parent of every transaction object.
-pub const TRANSACTION_PREFIX: &str = "/xyz/smech/Spk1/transaction/";
-
-#[proxy(
-    interface = "xyz.smech.Spk1.Manager",
-    default_service = "xyz.smech.Spk1",
-    default_path = "/xyz/smech/Spk1"
-)]
-pub trait Manager {
-    #[zbus(allow_interactive_auth)]
-    fn refresh(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedObjectPath>;
-    #[zbus(allow_interactive_auth)]
-    fn upgrade(
-        &self,
-        names: &[&str],
-        options: HashMap<&str, Value<'_>>,
-    ) -> zbus::Result<OwnedObjectPath>;
-    fn list_packages(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
-    fn get_transactions(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
-
-    #[zbus(property)]
-    fn update_count(&self) -> zbus::Result<u32>;
-}
 
 /// Connect to the bus spkd lives on: `address`, or the system bus.
 pub async fn connect(address: Option<&str>) -> Result<Connection, Error> {
@@ -95,12 +65,12 @@ impl Spkd {
             .await
             .map_err(Error::call("ListPackages"))?;
         let updates = rows
-            .iter()
-            .filter(|row| text(row, "state") == "upgradable")
+            .into_iter()
+            .filter(|row| row.state == PackageState::Upgradable)
             .map(|row| Update {
-                name: text(row, "name"),
-                installed_version: text(row, "installed-version"),
-                available_version: text(row, "available-version"),
+                name: row.name,
+                installed_version: row.installed_version,
+                available_version: row.available_version,
             })
             .collect();
         Ok((count, updates))
@@ -134,16 +104,25 @@ impl Spkd {
             .build()
             .await
             .map_err(Error::call("Properties proxy"))?;
-        let iface = zbus::names::InterfaceName::from_static_str_unchecked(TRANSACTION_IFACE);
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(TRANSACTION_INTERFACE);
         let all = props
             .get_all(iface)
             .await
             .map_err(|e| Error::call("Transaction.GetAll")(e.into()))?;
+        let word = |name: &str| all.get(name).map(|v| &**v);
+        let (Some(kind), Some(state)) = (
+            word("Kind").and_then(|v| Kind::try_from(v).ok()),
+            word("State").and_then(|v| State::try_from(v).ok()),
+        ) else {
+            return Err(Error::call("Transaction.GetAll")(zbus::Error::Variant(
+                zbus::zvariant::Error::IncorrectType,
+            )));
+        };
         let mut job = Job {
             path: path.to_owned(),
-            kind: String::new(),
+            kind,
             packages: Vec::new(),
-            state: String::new(),
+            state,
             percentage: 0,
             current_package: String::new(),
             error_message: String::new(),
@@ -157,7 +136,7 @@ impl Spkd {
     /// `Upgrade([], {})`: every installed package with an update.
     pub async fn upgrade_all(&self) -> Result<OwnedObjectPath, Error> {
         self.manager
-            .upgrade(&[], HashMap::new())
+            .upgrade(&[], &ChangeOptions::default())
             .await
             .map_err(Error::call("Upgrade"))
     }
@@ -165,7 +144,7 @@ impl Spkd {
     /// `Refresh({})`.
     pub async fn refresh(&self) -> Result<OwnedObjectPath, Error> {
         self.manager
-            .refresh(HashMap::new())
+            .refresh(&ChangeOptions::default())
             .await
             .map_err(Error::call("Refresh"))
     }
@@ -175,8 +154,8 @@ impl Spkd {
 pub fn apply_properties(job: &mut Job, props: &HashMap<String, OwnedValue>) {
     for (key, value) in props {
         match key.as_str() {
-            "Kind" => job.kind = string(value),
-            "State" => job.state = string(value),
+            "Kind" => job.kind = Kind::try_from(&**value).unwrap_or(job.kind),
+            "State" => job.state = State::try_from(&**value).unwrap_or(job.state),
             "CurrentPackage" => job.current_package = string(value),
             "ErrorMessage" => job.error_message = string(value),
             "Percentage" => job.percentage = value.downcast_ref::<u32>().unwrap_or(job.percentage),
@@ -188,11 +167,6 @@ pub fn apply_properties(job: &mut Job, props: &HashMap<String, OwnedValue>) {
             _ => {}
         }
     }
-}
-
-/// The string at `key` of a `ListPackages` row ("" when absent or not a string).
-fn text(row: &HashMap<String, OwnedValue>, key: &str) -> String {
-    row.get(key).map(string).unwrap_or_default()
 }
 
 fn string(value: &OwnedValue) -> String {

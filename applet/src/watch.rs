@@ -11,6 +11,11 @@ use std::collections::HashMap;
 
 use futures_util::StreamExt;
 use futures_util::stream::Select;
+use spk_dbus::proxy::UpdatesAvailable;
+use spk_dbus::{
+    BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, State, TRANSACTION_INTERFACE, TransactionSignal,
+    is_transaction_path,
+};
 use zbus::fdo::DBusProxy;
 use zbus::message::Type as MessageType;
 use zbus::names::OwnedUniqueName;
@@ -18,7 +23,6 @@ use zbus::zvariant::OwnedValue;
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
 use crate::error::Error;
-use crate::spkd::{BUS_NAME, MANAGER_IFACE, MANAGER_PATH, TRANSACTION_IFACE, TRANSACTION_PREFIX};
 
 /// One thing spkd (or the bus about spkd) said.
 #[derive(Debug)]
@@ -46,7 +50,7 @@ pub enum SpkdEvent {
     /// `Finished(state, error_name, message)` of the transaction at `path`.
     TransactionFinished {
         path: String,
-        state: String,
+        state: State,
         message: String,
     },
 }
@@ -132,56 +136,51 @@ impl Watch {
             tracing::debug!(%sender, %member, "ignoring a signal not sent by spkd");
             return None;
         }
-        match (interface, member) {
-            (MANAGER_IFACE, "UpdatesAvailable") => {
-                let (count, names) = msg.body().deserialize().ok()?;
-                Some(SpkdEvent::UpdatesAvailable { count, names })
-            }
-            ("org.freedesktop.DBus.Properties", "PropertiesChanged") => {
-                let (iface, changed, invalidated): (
-                    String,
-                    HashMap<String, OwnedValue>,
-                    Vec<String>,
-                ) = msg.body().deserialize().ok()?;
-                if iface == MANAGER_IFACE && path == MANAGER_PATH {
-                    let mut names: Vec<String> = changed.into_keys().collect();
-                    names.extend(invalidated);
-                    Some(SpkdEvent::ManagerChanged { changed: names })
-                } else if iface == TRANSACTION_IFACE && path.starts_with(TRANSACTION_PREFIX) {
-                    Some(SpkdEvent::TransactionChanged {
-                        path: path.to_owned(),
-                        changed,
-                    })
-                } else {
-                    None
-                }
-            }
-            (TRANSACTION_IFACE, "PackageDone") if path.starts_with(TRANSACTION_PREFIX) => {
-                let (name, version): (String, String) = msg.body().deserialize().ok()?;
-                Some(SpkdEvent::PackageDone {
+        if let Some(signal) = UpdatesAvailable::from_message(msg.clone()) {
+            let args = signal.args().ok()?;
+            return Some(SpkdEvent::UpdatesAvailable {
+                count: args.count,
+                names: args.names,
+            });
+        }
+        if (interface, member) == ("org.freedesktop.DBus.Properties", "PropertiesChanged") {
+            let (iface, changed, invalidated): (String, HashMap<String, OwnedValue>, Vec<String>) =
+                msg.body().deserialize().ok()?;
+            return if iface == MANAGER_INTERFACE && path == MANAGER_PATH {
+                let mut names: Vec<String> = changed.into_keys().collect();
+                names.extend(invalidated);
+                Some(SpkdEvent::ManagerChanged { changed: names })
+            } else if iface == TRANSACTION_INTERFACE && is_transaction_path(path) {
+                Some(SpkdEvent::TransactionChanged {
                     path: path.to_owned(),
-                    name,
-                    version,
+                    changed,
                 })
-            }
-            (TRANSACTION_IFACE, "Notice") if path.starts_with(TRANSACTION_PREFIX) => {
-                let (_package, _kind, _file, message): (String, String, String, String) =
-                    msg.body().deserialize().ok()?;
-                Some(SpkdEvent::Notice {
-                    path: path.to_owned(),
-                    message,
-                })
-            }
-            (TRANSACTION_IFACE, "Finished") if path.starts_with(TRANSACTION_PREFIX) => {
-                let (state, _error_name, message): (String, String, String) =
-                    msg.body().deserialize().ok()?;
+            } else {
+                None
+            };
+        }
+        if !is_transaction_path(path) {
+            return None;
+        }
+        let path = path.to_owned();
+        match TransactionSignal::from_message(msg)? {
+            TransactionSignal::PackageDone { name, version } => Some(SpkdEvent::PackageDone {
+                path,
+                name,
+                version,
+            }),
+            TransactionSignal::Notice(n) => Some(SpkdEvent::Notice {
+                path,
+                message: n.message,
+            }),
+            TransactionSignal::Finished { state, message, .. } => {
                 Some(SpkdEvent::TransactionFinished {
-                    path: path.to_owned(),
+                    path,
                     state,
                     message,
                 })
             }
-            _ => None,
+            TransactionSignal::Progress { .. } => None,
         }
     }
 }
