@@ -1,9 +1,12 @@
 //! A plain zbus client of spkd, seeing what any D-Bus client would see.
 //!
-//! [`Client`] calls the Manager methods and reads properties by name (no generated proxy, so
-//! the tests do not share a possible mistake with spkctl). [`TransactionWatch`] subscribes to
-//! transaction signals and property changes *before* a method is called, then collects the
-//! events of one transaction until its `Finished` signal.
+//! [`Client`] calls the Manager methods and reads properties by name, and hands the tests what
+//! arrived as plain values (JSON, strings, tuples), so that the tests check the wire itself,
+//! not `spk_dbus`'s reading of it. On the way, every row, notice and transaction signal is also
+//! decoded with `spk_dbus`'s types (the ones spkctl and spk-notifier use), and a test fails if
+//! spkd sends anything they cannot read. [`TransactionWatch`] subscribes to transaction
+//! signals and property changes *before* a method is called, then collects the events of one
+//! transaction until its `Finished` signal.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -15,12 +18,11 @@ use zbus::message::Type as MessageType;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
-use crate::daemon::BUS_NAME;
-
-pub const MANAGER_PATH: &str = "/xyz/smech/Spk1";
-pub const MANAGER: &str = "xyz.smech.Spk1.Manager";
-pub const TRANSACTION: &str = "xyz.smech.Spk1.Transaction";
-pub const TRANSACTION_PREFIX: &str = "/xyz/smech/Spk1/transaction";
+pub use spk_dbus::{
+    BUS_NAME, MANAGER_INTERFACE as MANAGER, MANAGER_PATH, TRANSACTION_INTERFACE as TRANSACTION,
+    TRANSACTIONS_PATH as TRANSACTION_PREFIX,
+};
+use spk_dbus::{PackageRow, TransactionSignal};
 
 /// How long a test waits for one transaction to finish.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(90);
@@ -106,6 +108,10 @@ impl Client {
             .body()
             .deserialize()
             .expect("ListPackages returns aa{sv}");
+        reply
+            .body()
+            .deserialize::<Vec<PackageRow>>()
+            .unwrap_or_else(|e| panic!("spk_dbus::PackageRow cannot read ListPackages: {e}"));
         rows.iter()
             .map(|row| Json::Object(row.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()))
             .collect()
@@ -179,6 +185,8 @@ impl Client {
             .await
             .unwrap_or_else(|e| panic!("Get {TRANSACTION}.Notices on {path}: {e}"));
         let value: OwnedValue = reply.body().deserialize().expect("Get returns v");
+        <Vec<spk_dbus::Notice>>::try_from(value.try_clone().expect("clone"))
+            .unwrap_or_else(|e| panic!("spk_dbus::Notice cannot read Notices: {e}"));
         let rows: Vec<(String, String, String, String)> = value
             .try_into()
             .unwrap_or_else(|e| panic!("Notices is not a(ssss): {e}"));
@@ -198,6 +206,10 @@ impl Client {
             .call(MANAGER_PATH, MANAGER, "Verify", &(names,))
             .await
             .expect("Verify");
+        reply
+            .body()
+            .deserialize::<Vec<spk_dbus::Problem>>()
+            .unwrap_or_else(|e| panic!("spk_dbus::Problem cannot read Verify: {e}"));
         reply.body().deserialize().expect("Verify returns a(ssss)")
     }
 
@@ -324,6 +336,9 @@ impl TransactionWatch {
             }
             let member = header.member().map(|m| m.to_string()).unwrap_or_default();
             let body = msg.body();
+            if member != "PropertiesChanged" && TransactionSignal::from_message(&msg).is_none() {
+                panic!("spk_dbus::TransactionSignal cannot read {member} from {path}: {msg:?}");
+            }
             match member.as_str() {
                 "Progress" => {
                     let (package, stage, done, total): (String, String, u64, u64) =
@@ -369,9 +384,13 @@ impl TransactionWatch {
                             "Percentage" => log
                                 .percentages
                                 .push(u32::try_from(value).expect("Percentage is u")),
-                            "State" => log
-                                .states
-                                .push(String::try_from(value).expect("State is s")),
+                            "State" => {
+                                spk_dbus::State::try_from(&*value).unwrap_or_else(|e| {
+                                    panic!("spk_dbus::State cannot read {value:?}: {e}")
+                                });
+                                log.states
+                                    .push(String::try_from(value).expect("State is s"))
+                            }
                             _ => {}
                         }
                     }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The bus name spkd owns once it is ready.
-pub const BUS_NAME: &str = "xyz.smech.Spk1";
+pub use spk_dbus::BUS_NAME;
 /// How long spkd may take to own its name.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one spkctl command may take.
