@@ -82,7 +82,8 @@ impl Spkd {
         })
     }
 
-    /// `UpdateCount` and the `upgradable` rows of `ListPackages`.
+    /// `UpdateCount` and the `upgradable` rows of `ListPackages` (held packages left out, as
+    /// spkd leaves them out of its count).
     pub async fn updates(&self) -> Result<(u32, Vec<Update>), Error> {
         let count = self
             .manager
@@ -97,6 +98,7 @@ impl Spkd {
         let updates = rows
             .iter()
             .filter(|row| text(row, "state") == "upgradable")
+            .filter(|row| !matches!(row.get("held").map(|v| &**v), Some(Value::Bool(true))))
             .map(|row| Update {
                 name: text(row, "name"),
                 installed_version: text(row, "installed-version"),

@@ -131,6 +131,37 @@ impl Display {
         }
     }
 
+    /// A transaction hook: a line when it starts, what it printed when it ends (indented), and
+    /// how it ended unless it succeeded.
+    pub fn hook(&mut self, description: &str, state: &str, output: &str) {
+        let mut lines = Vec::new();
+        match state {
+            "running" => lines.push(format!("running hook: {description}")),
+            "succeeded" => {}
+            "skipped" if output.is_empty() => {
+                lines.push("  (skipped: its tool is not installed)".to_owned())
+            }
+            other => lines.push(format!("  hook {other}")),
+        }
+        if state != "running" {
+            lines.extend(
+                output
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("  {l}")),
+            );
+        }
+        for line in lines {
+            match self {
+                Display::Bars { multi, .. } => {
+                    let _ = multi.println(line);
+                }
+                Display::Plain { .. } => println!("{line}"),
+                Display::Quiet => {}
+            }
+        }
+    }
+
     /// Stop redrawing for a moment (a question is being asked).
     pub fn suspend(&mut self) {
         if let Display::Bars { multi, .. } = self {

@@ -113,6 +113,15 @@ async fn dispatch(
 ) -> Result<u8, Failure> {
     let g = &cli.global;
     let mut display = Display::new(g.json, g.no_progress);
+    let no_names = Vec::new();
+    let mut undo = None;
+    let only_dry_run = |dry_run: bool| ChangeOptions {
+        reinstall: false,
+        download_only: false,
+        dry_run,
+        force_overwrite: false,
+        adopt: false,
+    };
     let (kind, names, change_opts) = match &cli.command {
         Command::Install { packages, options } => (Kind::Install, packages, options.clone()),
         Command::Upgrade { packages, options } => (Kind::Upgrade, packages, options.clone()),
@@ -127,11 +136,24 @@ async fn dispatch(
                 adopt: false,
             },
         ),
+        Command::Rollback { packages, dry_run } => {
+            (Kind::Rollback, packages, only_dry_run(*dry_run))
+        }
+        Command::History {
+            action: Some(cli::HistoryAction::Undo { id, dry_run }),
+            ..
+        } => {
+            undo = Some(*id);
+            (Kind::Rollback, &no_names, only_dry_run(*dry_run))
+        }
+        Command::Hold { packages } => return hold(manager, packages, true).await,
+        Command::Unhold { packages } => return hold(manager, packages, false).await,
         Command::Check => return check(conn, manager, g.json, &mut display).await,
         Command::List {
             installed,
             upgradable,
             available,
+            held,
         } => {
             let filter = if *installed {
                 Some("installed")
@@ -139,6 +161,8 @@ async fn dispatch(
                 Some("upgradable")
             } else if *available {
                 Some("available")
+            } else if *held {
+                Some("held")
             } else {
                 None
             };
@@ -146,14 +170,19 @@ async fn dispatch(
         }
         Command::Info { package } => return info(manager, package, g.json).await,
         Command::Verify { packages } => return verify(manager, packages, g.json).await,
-        Command::History { limit } => return history::history(manager, *limit, g.json).await,
+        Command::History { limit, .. } => {
+            return history::history(manager, *limit, g.json).await;
+        }
         Command::Monitor => return monitor::monitor(conn, manager, g.json, &mut display).await,
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
         Command::Clean { all } => return clean(manager, *all, g.json).await,
         Command::About => return about::about(manager, g.json).await,
         Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
     };
-    let opts = options(&change_opts);
+    let mut opts = options(&change_opts);
+    if let Some(id) = undo {
+        opts.insert("undo", Value::from(id));
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if change_opts.dry_run || (interactive && !g.yes && !g.json) {
         match review(
@@ -179,8 +208,11 @@ async fn dispatch(
         if ended.succeeded() {
             println!("{}", transaction::summary(kind, &ended));
         }
-        for (package, _, _, message) in &ended.notices {
-            if package.is_empty() {
+        for (package, kind, _, message) in &ended.notices {
+            if kind == "hook" {
+                // Something the system may need was not done: a warning, not a note.
+                eprintln!("warning: {message}");
+            } else if package.is_empty() {
                 println!("note: {message}");
             } else {
                 println!("note: {package}: {message}");
@@ -212,7 +244,8 @@ async fn review(
     dry_run: bool,
     display: &mut Display,
 ) -> Result<Review, Failure> {
-    if kind != Kind::Remove {
+    // A rollback takes only what the cache holds: no refresh.
+    if !matches!(kind, Kind::Remove | Kind::Rollback) {
         let mut quiet = Display::Quiet;
         let refreshed = transaction::run(
             conn,
@@ -266,27 +299,30 @@ async fn check(
         return Err(Failure::failed(ended.error_message));
     }
     let repos = manager.get_repositories().await?;
-    let upgradable: Vec<serde_json::Value> = manager
+    let (held, upgradable): (Vec<serde_json::Value>, Vec<serde_json::Value>) = manager
         .list_packages()
         .await?
         .iter()
         .map(packages::to_json)
         .filter(|p| p.get("state").and_then(|s| s.as_str()) == Some("upgradable"))
-        .collect();
+        .partition(|p| p.get("held").and_then(|h| h.as_bool()) == Some(true));
+    // Held packages are listed apart and do not make `check` report updates.
+    let code = if upgradable.is_empty() {
+        0
+    } else {
+        EXIT_UPDATES
+    };
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "updates": upgradable.len(),
                 "packages": upgradable,
+                "held": held,
                 "repositories": repos.iter().map(about::repo_json).collect::<Vec<_>>(),
             })
         );
-        return Ok(if upgradable.is_empty() {
-            0
-        } else {
-            EXIT_UPDATES
-        });
+        return Ok(code);
     }
     for r in &repos {
         println!(
@@ -295,26 +331,27 @@ async fn check(
             about::index_text(r)
         );
     }
+    let show = |p: &serde_json::Value| {
+        let get = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        println!(
+            "  {} {} -> {}",
+            get("name"),
+            get("installed-version"),
+            get("available-version")
+        );
+    };
     if upgradable.is_empty() {
         println!("The system is up to date.");
     } else {
         println!("{} update(s) available:", upgradable.len());
-        for p in &upgradable {
-            let get = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
-            println!(
-                "  {} {} -> {}",
-                get("name"),
-                get("installed-version"),
-                get("available-version")
-            );
-        }
+        upgradable.iter().for_each(show);
         println!("Run `spkctl upgrade` to install them.");
     }
-    Ok(if upgradable.is_empty() {
-        0
-    } else {
-        EXIT_UPDATES
-    })
+    if !held.is_empty() {
+        println!("Held back ({}; `spkctl unhold` releases them):", held.len());
+        held.iter().for_each(show);
+    }
+    Ok(code)
 }
 
 async fn list(
@@ -333,6 +370,7 @@ async fn list(
                 None => true,
                 // Upgradable packages are installed too.
                 Some("installed") => state == "installed" || state == "upgradable",
+                Some("held") => p.get("held").and_then(|h| h.as_bool()) == Some(true),
                 Some(f) => state == f,
             }
         })
@@ -402,6 +440,25 @@ async fn verify(
         }
     }
     Ok(if damaged == 0 { 0 } else { 1 })
+}
+
+async fn hold(
+    manager: &proxy::ManagerProxy<'_>,
+    names: &[String],
+    hold: bool,
+) -> Result<u8, Failure> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    if hold {
+        manager.hold(&names).await?;
+        println!(
+            "Held: {} (upgrade leaves them alone unless named).",
+            names.join(", ")
+        );
+    } else {
+        manager.unhold(&names).await?;
+        println!("No longer held: {}.", names.join(", "));
+    }
+    Ok(0)
 }
 
 async fn clean(manager: &proxy::ManagerProxy<'_>, all: bool, json: bool) -> Result<u8, Failure> {

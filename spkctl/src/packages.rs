@@ -135,6 +135,12 @@ pub fn info_text(p: &Json) -> String {
     field("Name:", text(p, "name").to_owned());
     field("Kind:", or_dash(text(p, "kind")));
     field("State:", text(p, "state").to_owned());
+    if p.get("held").and_then(Json::as_bool) == Some(true) {
+        field(
+            "Held:",
+            "yes (upgrade leaves it alone unless named)".to_owned(),
+        );
+    }
     if !text(p, "problem").is_empty() {
         field("Problem:", text(p, "problem").to_owned());
     }

@@ -29,6 +29,13 @@ pub trait Manager {
         names: &[&str],
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<OwnedObjectPath>;
+    fn rollback(
+        &self,
+        names: &[&str],
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn hold(&self, names: &[&str]) -> zbus::Result<()>;
+    fn unhold(&self, names: &[&str]) -> zbus::Result<()>;
     fn list_packages(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
     fn get_transactions(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
     #[allow(clippy::type_complexity)]

@@ -18,6 +18,7 @@ pub enum Kind {
     Install,
     Upgrade,
     Remove,
+    Rollback,
 }
 
 impl Kind {
@@ -28,6 +29,7 @@ impl Kind {
             Kind::Install => "install",
             Kind::Upgrade => "upgrade",
             Kind::Remove => "remove",
+            Kind::Rollback => "rollback",
         }
     }
 
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Install => "installed",
             Kind::Upgrade => "upgraded",
             Kind::Remove => "removed",
+            Kind::Rollback => "rolled back",
         }
     }
 }
@@ -101,6 +104,7 @@ pub async fn run(
         Kind::Install => manager.install(&names, options).await?,
         Kind::Upgrade => manager.upgrade(&names, options).await?,
         Kind::Remove => manager.remove(&names, options).await?,
+        Kind::Rollback => manager.rollback(&names, options).await?,
     };
     let proxy = TransactionProxy::builder(conn)
         .path(path.clone())?
@@ -180,6 +184,13 @@ pub async fn run(
                 if let Ok((name, version)) = body.deserialize::<(String, String)>() {
                     display.package_done(kind.verb(), &name, &version);
                     done.push((name, version));
+                }
+            }
+            "Hook" => {
+                if let Ok((_name, description, state, output)) =
+                    body.deserialize::<(String, String, String, String)>()
+                {
+                    display.hook(&description, &state, &output);
                 }
             }
             "Notice" => {
@@ -262,7 +273,7 @@ pub fn summary(kind: Kind, ended: &Ended) -> String {
         if ended.done.len() == 1 { "" } else { "s" },
         list.join(", ")
     );
-    if kind != Kind::Remove {
+    if !matches!(kind, Kind::Remove | Kind::Rollback) {
         line.push_str(&format!(", {} downloaded", human_bytes(ended.bytes)));
     }
     line.push('.');
