@@ -7,6 +7,10 @@
 # fakeroot); it builds only when the binaries are missing. PROFILE=debug installs the debug build
 # (the tests do). Files under /etc are configuration: a spk.toml or conf.d file that was changed
 # is kept and the new default lands beside it as FILE.new.
+#
+# The hooks (hooks/*.hook and their helper scripts) go to $(DATADIR)/spk/hooks. spkd reads
+# ROOT/usr/share/spk/hooks of the root it manages, so on a SmechOS system (PREFIX=/usr) they
+# are where it looks; a /usr/local install only carries them along.
 
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
@@ -30,7 +34,10 @@ INSTALL     ?= install
 # Installed paths written into the init scripts, the activation file and the desktop file.
 SUBST = sed -e 's|/usr/sbin/spkd|$(SBINDIR)/spkd|g' \
             -e 's|/usr/bin/spkctl|$(BINDIR)/spkctl|g' \
-            -e 's|/usr/bin/spk-notifier|$(BINDIR)/spk-notifier|g'
+            -e 's|/usr/bin/spk-notifier|$(BINDIR)/spk-notifier|g' \
+            -e 's|/usr/share/spk/hooks|$(DATADIR)/spk/hooks|g'
+HOOKS        = $(wildcard hooks/*.hook)
+HOOK_HELPERS = $(filter-out $(HOOKS),$(wildcard hooks/*))
 
 .PHONY: all build install uninstall check clean
 
@@ -73,7 +80,8 @@ install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl
 	  "$(DESTDIR)$(SYSCONFDIR)/spk" "$(DESTDIR)$(SYSCONFDIR)/spk/keys" \
 	  "$(DESTDIR)$(DBUSDIR)/system.d" "$(DESTDIR)$(DBUSDIR)/system-services" \
 	  "$(DESTDIR)$(DBUSDIR)/interfaces" "$(DESTDIR)$(POLKITDIR)" \
-	  "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man8" \
+	  "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8" \
+	  "$(DESTDIR)$(DATADIR)/spk/hooks" \
 	  "$(DESTDIR)$(DATADIR)/bash-completion/completions" \
 	  "$(DESTDIR)$(DATADIR)/zsh/site-functions" \
 	  "$(DESTDIR)$(DATADIR)/fish/vendor_completions.d"
@@ -96,7 +104,12 @@ install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl
 	  $(INSTALL) -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)/xdg/autostart" && \
 	  $(SUBST) applet/spk-notifier.desktop > "$(DESTDIR)$(SYSCONFDIR)/xdg/autostart/spk-notifier.desktop" && \
 	  chmod 0644 "$(DESTDIR)$(SYSCONFDIR)/xdg/autostart/spk-notifier.desktop"; fi
+	for f in $(HOOKS); do \
+	  $(SUBST) $$f > "$(DESTDIR)$(DATADIR)/spk/hooks/$${f#hooks/}" && \
+	  chmod 0644 "$(DESTDIR)$(DATADIR)/spk/hooks/$${f#hooks/}" || exit 1; done
+	$(INSTALL) -m 0755 $(HOOK_HELPERS) "$(DESTDIR)$(DATADIR)/spk/hooks/"
 	$(INSTALL) -m 0644 man/spkd.8 "$(DESTDIR)$(MANDIR)/man8/spkd.8"
+	$(INSTALL) -m 0644 man/spk-hooks.5 "$(DESTDIR)$(MANDIR)/man5/spk-hooks.5"
 	$(INSTALL) -m 0644 $(OUT)/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
 	$(INSTALL) -m 0644 $(OUT)/completions/spkctl.bash "$(DESTDIR)$(DATADIR)/bash-completion/completions/spkctl"
 	$(INSTALL) -m 0644 $(OUT)/completions/spkctl.zsh "$(DESTDIR)$(DATADIR)/zsh/site-functions/_spkctl"
@@ -112,9 +125,12 @@ uninstall:
 	  "$(DESTDIR)$(POLKITDIR)/xyz.smech.spk.policy" \
 	  "$(DESTDIR)$(SYSCONFDIR)/xdg/autostart/spk-notifier.desktop" \
 	  "$(DESTDIR)$(MANDIR)/man8/spkd.8" "$(DESTDIR)$(MANDIR)"/man1/spkctl*.1 \
+	  "$(DESTDIR)$(MANDIR)/man5/spk-hooks.5" \
+	  $(patsubst hooks/%,"$(DESTDIR)$(DATADIR)/spk/hooks/%",$(wildcard hooks/*)) \
 	  "$(DESTDIR)$(DATADIR)/bash-completion/completions/spkctl" \
 	  "$(DESTDIR)$(DATADIR)/zsh/site-functions/_spkctl" \
 	  "$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/spkctl.fish"
+	-rmdir "$(DESTDIR)$(DATADIR)/spk/hooks" "$(DESTDIR)$(DATADIR)/spk" 2>/dev/null
 
 check:
 	$(CARGO) test --workspace --locked

@@ -44,6 +44,11 @@ bench_need_tools() {
       die "could not install nginx"
   fi
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+  if ! command -v pacman >/dev/null || ! command -v repo-add >/dev/null || ! command -v bsdtar >/dev/null; then
+    log "installing pacman (apt-get install -y pacman-package-manager libarchive-tools)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y pacman-package-manager libarchive-tools >/dev/null ||
+      die "could not install pacman"
+  fi
   # Prefer the system interpreter (a pyenv shim adds ~100 ms per call).
   PY=$(command -v /usr/bin/python3 || command -v python3)
 }
@@ -81,6 +86,12 @@ bench_repo() {
 
 bench_cleanup() {
   local rc=$?
+  bench_teardown
+  exit "$rc"
+}
+
+# Stop what runs, unmount and delete the work directory (keeping logs with SPK_BENCH_KEEP).
+bench_teardown() {
   set +e
   [ -n "$SPKD_PID" ] && kill "$SPKD_PID" 2>/dev/null && wait "$SPKD_PID" 2>/dev/null
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
@@ -99,7 +110,8 @@ bench_cleanup() {
       rm -rf "$WORK"
     fi
   fi
-  exit "$rc"
+  SPKD_PID= NGINX_PID= DBUS_PID= LOOPDEV= MNT= WORK=
+  set -e
 }
 
 # The work directory, with a journaled ext4 image mounted at $MNT.
@@ -136,6 +148,7 @@ free_port() {
 bench_nginx() {
   mkdir -p "$WORK/www" "$WORK/nginx-tmp"
   ln -sfn "$REPO/r1" "$WORK/www/current"
+  ln -sfn "$REPO/p1" "$WORK/www/pcurrent"
   PORT=$(free_port)
   cat > "$WORK/nginx.conf" <<EOF
 daemon off;
@@ -173,12 +186,60 @@ EOF
 }
 
 # Switch what nginx serves: release 1 or 2.
-serve_release() { ln -sfn "$REPO/r$1" "$WORK/www/current.new" && mv -T "$WORK/www/current.new" "$WORK/www/current"; }
+serve_release() {
+  ln -sfn "$REPO/r$1" "$WORK/www/current.new" && mv -T "$WORK/www/current.new" "$WORK/www/current"
+  if [ -d "$REPO/p$1" ]; then
+    ln -sfn "$REPO/p$1" "$WORK/www/pcurrent.new" && mv -T "$WORK/www/pcurrent.new" "$WORK/www/pcurrent"
+  fi
+}
 
 # Bytes of tarballs nginx served since access-log line $1 (count lines with `access_lines`).
 access_lines() { wc -l < "$WORK/access.log"; }
 tarball_bytes_since() {
   tail -n +"$(($1 + 1))" "$WORK/access.log" | awk '$2 ~ /\.tar\.xz$/ { n += $4 } END { print n + 0 }'
+}
+
+# The same releases for pacman (bench/pacmanrepo.py: pN/ beside rN/, cached with them).
+bench_pacman_repo() {
+  if [ ! -e "$REPO/p1/bench.db" ] || [ ! -e "$REPO/p2/bench.db" ]; then
+    log "building the pacman repository in $REPO/p1 and p2 (cached for later runs)"
+    "$PY" "$BENCH_DIR/pacmanrepo.py" "$REPO" || die "pacmanrepo.py failed"
+  fi
+  chmod -R a+rX "$REPO"
+  touch -h -d @1764028800 "$REPO"/p1/*
+  touch -h -d @1765238400 "$REPO"/p2/bench.db* "$REPO"/p2/bench.files*
+}
+
+# pacman's configuration: the bench repository on nginx, as the issue asks (ParallelDownloads
+# = 2, no signatures), no hooks of the host.
+bench_pacman_conf() {
+  mkdir -p "$WORK/pacman-hooks" "$WORK/gnupg"
+  cat > "$WORK/pacman.conf" <<EOF
+[options]
+Architecture = auto
+SigLevel = Never
+LocalFileSigLevel = Never
+ParallelDownloads = 2
+
+[bench]
+Server = http://127.0.0.1:$PORT/pcurrent
+EOF
+}
+
+# A fresh root for pacman on the loop file system.
+new_pacman_root() {
+  local root=$MNT/$1
+  rm -rf "$root"
+  mkdir -p "$root/var/lib/pacman" "$root/var/cache/pacman/pkg"
+  echo "$root"
+}
+
+pac() { # ROOT ARGS…
+  local root=$1
+  shift
+  pacman --config "$WORK/pacman.conf" --root "$root" --dbpath "$root/var/lib/pacman" \
+    --cachedir "$root/var/cache/pacman/pkg" --hookdir "$WORK/pacman-hooks" \
+    --logfile "$WORK/pacman.log" --gpgdir "$WORK/gnupg" --noconfirm --noprogressbar "$@"
 }
 
 bench_dbus() {

@@ -69,6 +69,7 @@ impl Job {
             Kind::Install => "Installing packages",
             Kind::Remove => "Removing packages",
             Kind::Refresh => "Checking for updates",
+            Kind::Rollback => "Rolling back packages",
         }
     }
 
@@ -88,6 +89,8 @@ impl Job {
             (Kind::Remove, None, _) => "Packages removed",
             (Kind::Upgrade, Some(_), _) => "Updates could not be installed",
             (Kind::Remove, Some(_), _) => "Packages could not be removed",
+            (Kind::Rollback, None, _) => "Packages rolled back",
+            (Kind::Rollback, Some(_), _) => "Packages could not be rolled back",
             _ => "Packages could not be installed",
         };
         let mut body = match &error {
@@ -254,7 +257,7 @@ impl Model {
             if self.count > 0 {
                 effects.push(Effect::Withdraw);
             }
-        } else if !set.is_subset(&self.announced) {
+        } else if set.iter().any(|u| !self.was_announced(u)) {
             effects.push(Effect::Announce {
                 count,
                 updates: updates.clone(),
@@ -266,6 +269,17 @@ impl Model {
         self.count = count;
         self.updates = updates;
         effects
+    }
+
+    /// Whether `(name, version)` was announced; an update known only by its name (spkd's
+    /// `UpdatesAvailable` read while its package list could not be) was when any build of that
+    /// package was.
+    fn was_announced(&self, (name, version): &(String, String)) -> bool {
+        if version.is_empty() {
+            self.announced.iter().any(|(n, _)| n == name)
+        } else {
+            self.announced.contains(&(name.clone(), version.clone()))
+        }
     }
 
     /// Whether the transaction at `path` is one the model follows (or has followed).
@@ -550,6 +564,25 @@ mod tests {
             [Effect::Announce { count: 1, .. }]
         ));
         assert_eq!(m.set_updates(1, vec![update("kate", "2.0-1")]), vec![]);
+    }
+
+    #[test]
+    fn an_update_known_only_by_name_is_not_announced_twice() {
+        let mut m = present();
+        assert_eq!(m.set_updates(1, vec![update("kate", "2.0-1")]).len(), 1);
+        m.daemon_vanished();
+        // spkd's signal read while its list was gone: names only.
+        let by_name = Update {
+            name: "kate".into(),
+            installed_version: String::new(),
+            available_version: String::new(),
+        };
+        assert_eq!(m.set_updates(1, vec![by_name.clone()]), vec![]);
+        let other = Update {
+            name: "plasma".into(),
+            ..by_name
+        };
+        assert_eq!(m.set_updates(1, vec![other]).len(), 1);
     }
 
     #[test]

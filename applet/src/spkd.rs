@@ -52,7 +52,8 @@ impl Spkd {
         })
     }
 
-    /// `UpdateCount` and the `upgradable` rows of `ListPackages`.
+    /// `UpdateCount` and the `upgradable` rows of `ListPackages` (held packages left out, as
+    /// spkd leaves them out of its count).
     pub async fn updates(&self) -> Result<(u32, Vec<Update>), Error> {
         let count = self
             .manager
@@ -66,7 +67,7 @@ impl Spkd {
             .map_err(Error::call("ListPackages"))?;
         let updates = rows
             .into_iter()
-            .filter(|row| row.state == PackageState::Upgradable)
+            .filter(|row| row.state == PackageState::Upgradable && !row.held)
             .map(|row| Update {
                 name: row.name,
                 installed_version: row.installed_version,

@@ -180,7 +180,7 @@ impl Watch {
                     message,
                 })
             }
-            TransactionSignal::Progress { .. } => None,
+            TransactionSignal::Progress { .. } | TransactionSignal::Hook { .. } => None,
         }
     }
 }

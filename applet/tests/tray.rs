@@ -390,3 +390,53 @@ async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
     );
     eprintln!("===== job tracker calls =====\n{}", calls.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_package_is_neither_counted_nor_announced() {
+    let konsole = |version: &str| {
+        Package::new("konsole", version).file(
+            "usr/bin/konsole",
+            format!("#!/bin/sh\necho konsole {version}\n"),
+            0o755,
+        )
+    };
+    let mut s = Session::start(
+        &Repo::new().with(kate("1.0-1")).with(konsole("1.0-1")),
+        &["kate", "konsole"],
+    )
+    .await;
+    let item = s.item().await;
+    s.wait_for(&item, "Passive", "System is up to date").await;
+    s.env.spkctl(&["hold", "konsole"]).await.assert_success();
+
+    s.env
+        .publish(&Repo::new().with(kate("2.0-1")).with(konsole("2.0-1")));
+    refresh_from_elsewhere(&s).await;
+    let (_, names) = s.wait_for(&item, "Active", "1 update available").await;
+    assert_eq!(names, "kate");
+    let desktop = &s.desktop;
+    let received = eventually("the notification", || async move {
+        let r = desktop.received();
+        if r.is_empty() {
+            Err("nothing".to_owned())
+        } else {
+            Ok(r)
+        }
+    })
+    .await;
+    assert_eq!(received[0].body, "kate 1.0-1 → 2.0-1", "{received:#?}");
+
+    // Only konsole is new: nothing to show, nothing to announce.
+    s.env.spkctl(&["upgrade"]).await.assert_success();
+    s.wait_for(&item, "Passive", "System is up to date").await;
+    refresh_from_elsewhere(&s).await;
+    finished_transaction(&s, "refresh").await;
+    s.wait_for(&item, "Passive", "System is up to date").await;
+    let announced = s
+        .desktop
+        .received()
+        .into_iter()
+        .filter(|n| n.summary.contains("available"))
+        .count();
+    assert_eq!(announced, 1, "{:#?}", s.desktop.received());
+}

@@ -30,7 +30,8 @@ pub use rows::{
 };
 pub use signals::TransactionSignal;
 pub use words::{
-    Activity, ChangeAction, Kind, NoticeKind, PackageState, ProblemKind, State, UnknownWord,
+    Activity, ChangeAction, HookState, Kind, NoticeKind, PackageState, ProblemKind, State,
+    UnknownWord,
 };
 
 /// The introspection XML of the API, as installed in `dbus-1/interfaces/`.

@@ -1,5 +1,6 @@
-//! The `a{sv}` options of the Manager's methods: every option is a boolean, sent only when
-//! true; spkd refuses an option it does not know, or one that is not a boolean, naming it.
+//! The `a{sv}` options of the Manager's methods: every option but `undo` (a history id, `t`) is
+//! a boolean, sent only when true; spkd refuses an option it does not know, or one of the wrong
+//! type, naming it.
 
 use std::collections::HashMap;
 
@@ -19,9 +20,13 @@ pub struct ChangeOptions {
     pub force: bool,
     /// Take over files on disk that no package owns.
     pub adopt: bool,
+    /// `Rollback` only: undo the history entry with this id (names then empty).
+    pub undo: Option<u64>,
 }
 
 impl ChangeOptions {
+    const UNDO: &'static str = "undo";
+
     /// Each option with its key (the one place the keys are spelled).
     fn slots(&mut self) -> [(&'static str, &mut bool); 5] {
         [
@@ -41,8 +46,22 @@ impl ChangeOptions {
     /// Read the options a caller sent; the error is the message for `InvalidArgs`.
     pub fn from_dict(dict: &HashMap<String, OwnedValue>) -> Result<ChangeOptions, String> {
         let known = ChangeOptions::default().values().map(|(k, _)| k).join(", ");
+        let known = format!("{known}, {}", Self::UNDO);
         let mut out = ChangeOptions::default();
         for (key, value) in dict {
+            if key == Self::UNDO {
+                out.undo = Some(match &**value {
+                    Value::U64(id) => *id,
+                    Value::U32(id) => u64::from(*id),
+                    v => {
+                        return Err(format!(
+                            "option 'undo' must be a history id (t), not '{}'",
+                            v.value_signature()
+                        ));
+                    }
+                });
+                continue;
+            }
             let mut slots = out.slots();
             let Some((_, slot)) = slots.iter_mut().find(|(k, _)| k == key) else {
                 return Err(format!(
@@ -109,7 +128,16 @@ fn serialize_flags<S: serde::Serializer>(flags: &[(&str, bool)], s: S) -> Result
 
 impl serde::Serialize for ChangeOptions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_flags(&self.values(), s)
+        let flags = self.values();
+        let set: Vec<&str> = flags.iter().filter(|(_, v)| *v).map(|(k, _)| *k).collect();
+        let mut map = s.serialize_map(Some(set.len() + usize::from(self.undo.is_some())))?;
+        for key in set {
+            map.serialize_entry(key, &Value::Bool(true))?;
+        }
+        if let Some(id) = self.undo {
+            map.serialize_entry(Self::UNDO, &Value::U64(id))?;
+        }
+        map.end()
     }
 }
 
@@ -161,7 +189,7 @@ mod tests {
         let e = ChangeOptions::from_dict(&dict(&[("bogus", true.into())])).unwrap_err();
         assert_eq!(
             e,
-            "unknown option 'bogus' (known: reinstall, download-only, dry-run, force, adopt)"
+            "unknown option 'bogus' (known: reinstall, download-only, dry-run, force, adopt, undo)"
         );
         let e = ChangeOptions::from_dict(&dict(&[("force", 1u32.into())])).unwrap_err();
         assert_eq!(e, "option 'force' must be a boolean, not 'u'");

@@ -11,7 +11,7 @@ use zbus::zvariant::OwnedObjectPath;
 
 use crate::options::{ChangeOptions, CleanOptions};
 use crate::rows::{self, HistoryRow, PackageRow, PlannedChange, Problem, RepositoryRow};
-use crate::words::{Activity, Kind, NoticeKind, State};
+use crate::words::{Activity, HookState, Kind, NoticeKind, State};
 
 /// `xyz.smech.Spk1.Manager` at `/xyz/smech/Spk1`.
 #[proxy(
@@ -31,6 +31,15 @@ pub trait Manager {
     fn upgrade(&self, names: &[&str], options: &ChangeOptions) -> zbus::Result<OwnedObjectPath>;
     #[zbus(allow_interactive_auth)]
     fn remove(&self, names: &[&str], options: &ChangeOptions) -> zbus::Result<OwnedObjectPath>;
+    /// Back to the previous build of each named package, from the cache (or, with option
+    /// `undo`, undo one history entry).
+    #[zbus(allow_interactive_auth)]
+    fn rollback(&self, names: &[&str], options: &ChangeOptions) -> zbus::Result<OwnedObjectPath>;
+    /// Hold installed packages: upgrades leave them alone unless named.
+    #[zbus(allow_interactive_auth)]
+    fn hold(&self, names: &[&str]) -> zbus::Result<()>;
+    #[zbus(allow_interactive_auth)]
+    fn unhold(&self, names: &[&str]) -> zbus::Result<()>;
     fn list_packages(&self) -> zbus::Result<Vec<PackageRow>>;
     fn get_transactions(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
     /// What Install/Upgrade/Remove (`kind`) would do, changing nothing.
@@ -94,6 +103,15 @@ pub trait Transaction {
         kind: NoticeKind,
         path: String,
         message: String,
+    ) -> zbus::Result<()>;
+    /// A transaction hook started or ended, with the end of what it printed.
+    #[zbus(signal)]
+    fn hook(
+        &self,
+        name: String,
+        description: String,
+        state: HookState,
+        output: String,
     ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn finished(&self, state: State, error_name: String, message: String) -> zbus::Result<()>;

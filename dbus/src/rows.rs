@@ -39,6 +39,8 @@ pub struct PackageRow {
     pub problem: String,
     /// File capabilities, path → `setcap` text (from the signed index).
     pub capabilities: BTreeMap<String, String>,
+    /// Held: upgrades leave it alone unless it is named.
+    pub held: bool,
 }
 
 /// One past transaction of `GetHistory`.

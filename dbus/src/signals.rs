@@ -4,9 +4,9 @@
 
 use zbus::Message;
 
-use crate::proxy::{Finished, Notice, PackageDone, Progress};
+use crate::proxy::{Finished, Hook, Notice, PackageDone, Progress};
 use crate::rows;
-use crate::words::{Activity, State};
+use crate::words::{Activity, HookState, State};
 
 /// One signal of `xyz.smech.Spk1.Transaction`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,13 @@ pub enum TransactionSignal {
     PackageDone { name: String, version: String },
     /// `Notice(package, kind, path, message)`.
     Notice(rows::Notice),
+    /// `Hook(name, description, state, output)`.
+    Hook {
+        name: String,
+        description: String,
+        state: HookState,
+        output: String,
+    },
     /// `Finished(state, error_name, message)`.
     Finished {
         state: State,
@@ -58,6 +65,15 @@ impl TransactionSignal {
                 path: a.path,
                 message: a.message,
             }));
+        }
+        if let Some(s) = Hook::from_message(msg.clone()) {
+            let a = s.args().ok()?;
+            return Some(TransactionSignal::Hook {
+                name: a.name,
+                description: a.description,
+                state: a.state,
+                output: a.output,
+            });
         }
         if let Some(s) = Finished::from_message(msg.clone()) {
             let a = s.args().ok()?;

@@ -154,6 +154,8 @@ wire_enum! {
         Install = "install",
         Upgrade = "upgrade",
         Remove = "remove",
+        /// Back to an earlier build from the cache (named packages, or option `undo`).
+        Rollback = "rollback",
     }
 }
 
@@ -202,6 +204,24 @@ wire_enum! {
         /// A repository's refresh failed and its last good index was used (package empty,
         /// path the repository's URL).
         StaleIndex = "stale-index",
+        /// A transaction hook failed, timed out or could not run (path: its name); nothing
+        /// was undone.
+        Hook = "hook",
+        /// A held package was upgraded because it was named.
+        Held = "held",
+    }
+}
+
+wire_enum! {
+    /// The `state` of a `Hook` signal.
+    pub enum HookState {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        /// Not run: the target cannot run it, or its tool is missing.
+        Skipped = "skipped",
+        /// Killed after `hook_timeout`.
+        TimedOut = "timed-out",
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Config {
     /// before it, up to this many (default 2; 0 keeps none).
     #[serde(default = "default_keep_versions")]
     pub keep_versions: usize,
+    /// Seconds a transaction hook may run before it is killed (default 300).
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout: u64,
     /// Seconds one repository's refresh may take in all (index, signature, mirrors), however
     /// slowly the server trickles bytes; then it fails naming the repository and URL
     /// (default 120).
@@ -147,6 +150,9 @@ fn default_check_interval() -> u64 {
 fn default_min_check_interval() -> u64 {
     3600
 }
+fn default_hook_timeout() -> u64 {
+    300
+}
 fn default_keep_versions() -> usize {
     2
 }
@@ -172,6 +178,7 @@ impl Default for Config {
             check_interval: default_check_interval(),
             min_check_interval: default_min_check_interval(),
             keep_versions: default_keep_versions(),
+            hook_timeout: default_hook_timeout(),
             refresh_timeout: default_refresh_timeout(),
             max_index_age: None,
         }

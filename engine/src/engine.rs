@@ -41,6 +41,9 @@ pub enum Action {
     Install,
     Upgrade,
     Remove,
+    /// Back to the previous build of each named package, or (option `undo`) undo what one
+    /// past transaction changed; from the cache, never the network.
+    Rollback,
 }
 
 impl Action {
@@ -50,6 +53,7 @@ impl Action {
             Action::Install => "install",
             Action::Upgrade => "upgrade",
             Action::Remove => "remove",
+            Action::Rollback => "rollback",
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct Options {
     pub force: bool,
     /// Take over files on disk that no package owns (a system installed by the old tool).
     pub adopt: bool,
+    /// Rollback: undo what the history entry with this id changed (instead of named packages).
+    pub undo: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +158,8 @@ pub struct PackageInfo {
     pub problem: String,
     /// File capabilities: path → `setcap` text (of the installed version, else the offered).
     pub capabilities: BTreeMap<String, String>,
+    /// `upgrade` leaves it alone unless named.
+    pub held: bool,
 }
 
 struct Planned {
@@ -251,6 +259,8 @@ fn now() -> u64 {
 }
 
 const LAST_REFRESH: &str = "last-refresh";
+/// The held packages (a JSON list of names).
+const HELD: &str = "held";
 
 fn repo_key(name: &str) -> String {
     format!("repo/{name}")
@@ -354,6 +364,16 @@ impl Engine {
             Action::Refresh if !req.names.is_empty() => {
                 return Err(Error::InvalidArgs("Refresh takes no package names".into()));
             }
+            Action::Rollback if req.options.undo.is_some() && !req.names.is_empty() => {
+                return Err(Error::InvalidArgs(
+                    "rollback takes package names or a history entry to undo, not both".into(),
+                ));
+            }
+            Action::Rollback if req.options.undo.is_none() && req.names.is_empty() => {
+                return Err(Error::InvalidArgs(
+                    "rollback needs package names or a history entry to undo".into(),
+                ));
+            }
             Action::Install | Action::Remove if req.names.is_empty() => {
                 return Err(Error::InvalidArgs(format!(
                     "{} needs at least one package name",
@@ -392,7 +412,7 @@ impl Engine {
         }
         // Install and upgrade read the repositories before they wait for the root: a slow
         // mirror then holds this transaction only, not every one queued behind it.
-        let failures = if req.action == Action::Remove {
+        let failures = if matches!(req.action, Action::Remove | Action::Rollback) {
             Vec::new()
         } else {
             reporter.state(TxState::Resolving);
@@ -427,7 +447,8 @@ impl Engine {
                         notices: &mut notices,
                     };
                     let result = match req.action {
-                        Action::Remove => self.remove(req, &mut work),
+                        Action::Remove => self.remove(req, &mut work).await,
+                        Action::Rollback => self.rollback(req, &mut work).await,
                         _ => self.install(req, failures, &mut work).await,
                     };
                     self.clear_staging();
@@ -765,15 +786,18 @@ impl Engine {
     }
 
     /// Installed packages whose repository offers a different build.
+    /// Installed packages with an update available, held ones left out.
     pub fn updates(&self) -> Result<Vec<String>> {
         let installed = self.db.summaries()?;
+        let held = self.held()?;
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         Ok(installed
             .values()
             .filter(|p| {
-                catalog
-                    .get(&p.name)
-                    .is_some_and(|a| !a.is_build(&p.sha256, &p.version, p.size))
+                !held.contains(&p.name)
+                    && catalog
+                        .get(&p.name)
+                        .is_some_and(|a| !a.is_build(&p.sha256, &p.version, p.size))
             })
             .map(|p| p.name.clone())
             .collect())
@@ -787,9 +811,14 @@ impl Engine {
         names.extend(installed.keys().map(String::as_str));
         names.sort_unstable();
         names.dedup();
+        let held = self.held()?;
         Ok(names
             .into_iter()
-            .map(|name| describe(name, installed.get(name), offered.get(name).copied()))
+            .map(|name| {
+                let mut info = describe(name, installed.get(name), offered.get(name).copied());
+                info.held = held.contains(name);
+                info
+            })
             .collect())
     }
 
@@ -802,7 +831,9 @@ impl Engine {
                 .refusal(name)
                 .map_or_else(|| unknown(name), Refused::error));
         }
-        Ok(describe(name, installed.as_ref(), offered))
+        let mut info = describe(name, installed.as_ref(), offered);
+        info.held = self.held()?.contains(name);
+        Ok(info)
     }
 
     fn plan(&self, req: &Request) -> Result<Vec<Planned>> {
@@ -810,7 +841,13 @@ impl Engine {
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         let mut plan = Vec::new();
         let names: Vec<String> = if req.action == Action::Upgrade && req.names.is_empty() {
-            installed.keys().cloned().collect()
+            // Held packages are upgraded only when named.
+            let held = self.held()?;
+            installed
+                .keys()
+                .filter(|n| !held.contains(*n))
+                .cloned()
+                .collect()
         } else {
             req.names.clone()
         };
@@ -866,6 +903,18 @@ impl Engine {
             Action::Install | Action::Upgrade => {
                 Ok(self.plan(req)?.iter().map(|p| self.change_of(p)).collect())
             }
+            Action::Rollback => {
+                let (installs, removes) = self.rollback_plan(req)?;
+                let mut changes: Vec<Change> = installs.iter().map(|p| self.change_of(p)).collect();
+                changes.extend(removes.iter().map(|p| Change {
+                    name: p.name.clone(),
+                    from: p.version.clone(),
+                    to: String::new(),
+                    download: 0,
+                    installed_size: p.installed_size,
+                }));
+                Ok(changes)
+            }
         }
     }
 
@@ -895,43 +944,49 @@ impl Engine {
         work: &mut Work<'_>,
     ) -> Result<Outcome> {
         self.tolerate(req, failures, work)?;
-        let mut plan = self.plan(req)?;
+        let plan = self.plan(req)?;
+        let held = self.held()?;
+        for p in plan.iter().filter(|p| p.old.is_some()) {
+            if held.contains(&p.available.entry.name) {
+                work.notice_all(vec![Notice::held(&p.available.entry.name)]);
+            }
+        }
+        self.apply_plan(plan, &req.options, work).await
+    }
+
+    /// Download (or take from the cache), verify, stage and commit `plan`, with its hooks.
+    async fn apply_plan(
+        &self,
+        mut plan: Vec<Planned>,
+        options: &Options,
+        work: &mut Work<'_>,
+    ) -> Result<Outcome> {
         let changed: Vec<Change> = plan.iter().map(|p| self.change_of(p)).collect();
-        if req.options.dry_run || plan.is_empty() {
+        if options.dry_run || plan.is_empty() {
             return Ok(Outcome {
-                changed: if req.options.dry_run {
-                    changed
-                } else {
-                    Vec::new()
-                },
+                changed: if options.dry_run { changed } else { Vec::new() },
                 ..Outcome::default()
             });
         }
-        self.check_space(&plan, &changed, req.options.download_only)?;
+        self.check_space(&plan, &changed, options.download_only)?;
         // Largest first: the long streams start early and small ones fill in beside them.
         plan.sort_by_key(|p| std::cmp::Reverse(p.available.entry.size));
         let streams: Vec<(String, u64)> = plan
             .iter()
             .map(|p| (p.available.entry.name.clone(), p.available.entry.size))
             .collect();
-        let commits = if req.options.download_only {
-            0
-        } else {
-            plan.len()
-        };
+        let commits = if options.download_only { 0 } else { plan.len() };
         work.reporter.plan(&streams, commits);
         work.reporter.state(TxState::Downloading);
 
-        let staged = self
-            .stage_all(plan, work, !req.options.download_only)
-            .await?;
+        let staged = self.stage_all(plan, work, !options.download_only).await?;
         for s in &staged {
             let entry = &s.planned.available.entry;
             if !s.planned.available.is_unverified() {
                 self.cache().remember(&entry.name, &entry.sha256)?;
             }
         }
-        if req.options.download_only {
+        if options.download_only {
             self.prune_cache(
                 staged
                     .iter()
@@ -944,13 +999,168 @@ impl Engine {
             .iter()
             .map(|s| s.planned.available.entry.name.clone())
             .collect();
-        let result = self.commit_all(staged, &changed, &req.options, work);
+        let mut post = crate::hooks::Changes::default();
+        let result = self
+            .commit_all(staged, &changed, options, work, &mut post)
+            .await;
         self.prune_cache(names.iter().map(String::as_str));
+        // What was committed gets its post-transaction hooks even when a later package failed.
+        let hooked = self
+            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+            .await;
         result?;
+        hooked?;
         Ok(Outcome {
             changed: work.done.clone(),
             ..Outcome::default()
         })
+    }
+
+    /// What a rollback does: the builds to install again (from the cache) and the packages to
+    /// remove (undoing an install).
+    fn rollback_plan(&self, req: &Request) -> Result<(Vec<Planned>, Vec<InstalledPackage>)> {
+        let builds = crate::builds::Builds { db: &self.db };
+        let cached = |sha: &str| cache::file(&self.layout.cache, sha).is_file();
+        let keep = self.config.keep_versions;
+        let no_earlier = |name: &str| {
+            Error::NotKept(format!(
+                "there is no earlier version of {name} in the cache to go back to \
+                 (it keeps keep_versions = {keep} per package)"
+            ))
+        };
+        let not_kept = |name: &str, version: &str| {
+            Error::NotKept(format!(
+                "{name} {version} is no longer in the cache (it keeps keep_versions = {keep} \
+                 per package)"
+            ))
+        };
+        let mut installs = Vec::new();
+        let mut removes = Vec::new();
+        let Some(id) = req.options.undo else {
+            for name in &req.names {
+                let old = self
+                    .db
+                    .package(name)?
+                    .ok_or_else(|| Error::NotInstalled(name.clone()))?;
+                let build = builds
+                    .previous(name, &old.sha256, cached)?
+                    .ok_or_else(|| no_earlier(name))?;
+                if installs
+                    .iter()
+                    .all(|p: &Planned| p.available.entry.name != *name)
+                {
+                    installs.push(Planned {
+                        available: build.available(),
+                        old: Some(old),
+                    });
+                }
+            }
+            return Ok((installs, removes));
+        };
+        let entry = self
+            .db
+            .history(usize::MAX)?
+            .into_iter()
+            .find(|h| h.id == id)
+            .ok_or_else(|| Error::InvalidArgs(format!("there is no history entry {id}")))?;
+        for change in &entry.changes {
+            let old = self.db.package(&change.name)?;
+            if change.from.is_empty() {
+                // Installed then: remove it (if it is still there).
+                if let Some(old) = old {
+                    removes.push(old);
+                }
+                continue;
+            }
+            if old
+                .as_ref()
+                .is_some_and(|o| o.version == change.from && o.broken.is_none())
+            {
+                continue;
+            }
+            let build = builds
+                .of_version(&change.name, &change.from)?
+                .filter(|b| cached(&b.entry.sha256))
+                .ok_or_else(|| not_kept(&change.name, &change.from))?;
+            installs.push(Planned {
+                available: build.available(),
+                old,
+            });
+        }
+        Ok((installs, removes))
+    }
+
+    async fn rollback(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
+        let (installs, removes) = self.rollback_plan(req)?;
+        let mut outcome = self.apply_plan(installs, &req.options, work).await?;
+        if !removes.is_empty() {
+            let changes: Vec<Change> = removes
+                .iter()
+                .map(|p| Change {
+                    name: p.name.clone(),
+                    from: p.version.clone(),
+                    to: String::new(),
+                    download: 0,
+                    installed_size: p.installed_size,
+                })
+                .collect();
+            if req.options.dry_run {
+                outcome.changed.extend(changes);
+                return Ok(outcome);
+            }
+            let mut pre = crate::hooks::Changes::default();
+            for p in &removes {
+                record_change(&mut pre, &p.name, Some(p), None);
+            }
+            self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
+                .await?;
+            let mut post = crate::hooks::Changes::default();
+            let result = self.remove_all(removes, changes, work, &mut post);
+            let hooked = self
+                .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+                .await;
+            result?;
+            hooked?;
+            outcome.changed = work.done.clone();
+        }
+        Ok(outcome)
+    }
+
+    /// Packages `upgrade` leaves alone unless named.
+    pub fn held(&self) -> Result<std::collections::BTreeSet<String>> {
+        Ok(self
+            .db
+            .meta(HELD)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
+    }
+
+    /// Hold (or with `hold` false, release) the installed packages `names`.
+    pub fn set_held(&self, names: &[String], hold: bool) -> Result<()> {
+        let mut held = self.held()?;
+        for name in names {
+            check_package_name(name).map_err(Error::InvalidArgs)?;
+            if hold {
+                if self.db.package(name)?.is_none() {
+                    return Err(Error::NotInstalled(name.clone()));
+                }
+                held.insert(name.clone());
+            } else {
+                held.remove(name);
+            }
+        }
+        let bytes = serde_json::to_vec(&held).map_err(|e| Error::Database(e.to_string()))?;
+        self.db.set_meta(HELD, &bytes)?;
+        tracing::info!(?names, hold, "holds changed");
+        Ok(())
+    }
+
+    /// Remember a committed build (what rollback goes back to); a failure is only logged.
+    fn remember_build(&self, available: &Available) {
+        let builds = crate::builds::Builds { db: &self.db };
+        if let Err(e) = builds.remember(available) {
+            tracing::warn!(package = %available.entry.name, error = %e, "could not remember the build");
+        }
     }
 
     fn cache(&self) -> Cache<'_> {
@@ -1123,22 +1333,26 @@ impl Engine {
     }
 
     /// Commit every staged package, in order; `planned` holds each one's change for `done`.
-    fn commit_all(
+    /// `post` collects what was committed, for the post-transaction hooks.
+    async fn commit_all(
         &self,
         mut staged: Vec<Staged>,
         planned: &[Change],
         options: &Options,
         work: &mut Work<'_>,
+        post: &mut crate::hooks::Changes,
     ) -> Result<()> {
         self.prepare_owners(&mut staged, work.tx)?;
         // Check every package before the first one changes the root (each is planned again
         // right before its commit: earlier ones change what it finds).
         let mut claimed: std::collections::HashMap<String, String> = Default::default();
         let mut first_plan = None;
+        let mut pre = crate::hooks::Changes::default();
         for s in &mut staged {
             sort_for_commit(&mut s.files);
             let name = s.planned.available.entry.name.clone();
             let plan = self.plan_commit(s, work.tx, options)?;
+            record_change(&mut pre, &name, s.planned.old.as_ref(), Some(&plan.records));
             for r in plan.records.iter().filter(|r| !r.is_dir()) {
                 if let Some(owner) = claimed.insert(r.path.clone(), name.clone()) {
                     return Err(Error::FileConflict {
@@ -1150,6 +1364,8 @@ impl Engine {
             }
             first_plan.get_or_insert(plan);
         }
+        self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
+            .await?;
         // Staged bytes must be on disk before renames make them live.
         let started = std::time::Instant::now();
         crate::commit::sync_filesystem(&self.layout.root.join(&self.staging))
@@ -1183,12 +1399,15 @@ impl Engine {
                 broken: None,
             };
             let started = std::time::Instant::now();
+            let paths: Vec<FileRecord> = plan.records.clone();
             let notices = self.committer().install(
                 work.tx,
                 package,
                 plan,
                 &self.area(work.tx, &entry.name),
             )?;
+            record_change(post, &entry.name, s.planned.old.as_ref(), Some(&paths));
+            self.remember_build(&s.planned.available);
             tracing::info!(
                 package = %entry.name,
                 version = %entry.version,
@@ -1201,6 +1420,88 @@ impl Engine {
             if let Some(change) = planned.iter().find(|c| c.name == entry.name) {
                 work.done.push(change.clone());
             }
+        }
+        Ok(())
+    }
+
+    /// Run the hooks of the target root that `changes` trigger at `when` (see `hooks`). A
+    /// pre-transaction hook with AbortOnFail that fails stops the transaction; any other failure
+    /// is a notice: what was committed stays.
+    async fn run_hooks(
+        &self,
+        when: crate::hooks::When,
+        changes: &crate::hooks::Changes,
+        work: &mut Work<'_>,
+    ) -> Result<()> {
+        use crate::hooks::Ran;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (all, problems) = crate::hooks::load(&self.layout.root);
+        for problem in problems {
+            work.notice_all(vec![Notice::hook(
+                "(files)",
+                &format!("not read: {problem}"),
+            )]);
+        }
+        let timeout = std::time::Duration::from_secs(self.config.hook_timeout);
+        for (hook, targets) in crate::hooks::triggered(&all, when, changes) {
+            let description = if hook.description.is_empty() {
+                hook.name.clone()
+            } else {
+                hook.description.clone()
+            };
+            tracing::info!(hook = %hook.name, targets = targets.len(), "running hook");
+            work.reporter.hook(&hook.name, &description, "running", "");
+            let outcome = crate::hooks::run(&self.layout.root, hook, &targets, timeout).await;
+            for line in outcome.output.lines() {
+                tracing::info!(hook = %hook.name, "{line}");
+            }
+            let last = outcome
+                .output
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let (state, problem) = match &outcome.ran {
+                Ran::Succeeded => ("succeeded", None),
+                Ran::Missing(why) => {
+                    tracing::info!(hook = %hook.name, "skipped: {why}");
+                    ("skipped", None)
+                }
+                Ran::Skipped(why) => ("skipped", Some(format!("not run: {why}"))),
+                Ran::Failed(code) => (
+                    "failed",
+                    Some(match code {
+                        Some(c) => format!("failed with exit code {c}"),
+                        None => "was killed by a signal".to_owned(),
+                    }),
+                ),
+                Ran::TimedOut => (
+                    "timed-out",
+                    Some(format!(
+                        "did not finish within hook_timeout ({} s) and was killed",
+                        self.config.hook_timeout
+                    )),
+                ),
+            };
+            let tail = crate::error::bounded(outcome.output.clone());
+            work.reporter.hook(&hook.name, &description, state, &tail);
+            let Some(problem) = problem else { continue };
+            let problem = if last.is_empty() {
+                problem
+            } else {
+                format!("{problem}: {last}")
+            };
+            tracing::warn!(hook = %hook.name, "{problem}");
+            if when == crate::hooks::When::PreTransaction && hook.abort_on_fail {
+                return Err(Error::HookAborted {
+                    hook: hook.name.clone(),
+                    reason: problem,
+                });
+            }
+            work.notice_all(vec![Notice::hook(&hook.name, &problem)]);
         }
         Ok(())
     }
@@ -1300,7 +1601,7 @@ impl Engine {
         Ok(packages)
     }
 
-    fn remove(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
+    async fn remove(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
         let changed = self.plan_changes(req)?;
         if req.options.dry_run {
             return Ok(Outcome {
@@ -1309,8 +1610,35 @@ impl Engine {
             });
         }
         let packages = self.removals(req)?;
+        let mut pre = crate::hooks::Changes::default();
+        for p in &packages {
+            record_change(&mut pre, &p.name, Some(p), None);
+        }
         work.reporter.plan(&[], packages.len());
         work.reporter.state(TxState::Installing);
+        self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
+            .await?;
+        let mut post = crate::hooks::Changes::default();
+        let result = self.remove_all(packages, changed, work, &mut post);
+        let hooked = self
+            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+            .await;
+        result?;
+        hooked?;
+        Ok(Outcome {
+            changed: work.done.clone(),
+            ..Outcome::default()
+        })
+    }
+
+    /// Remove `packages` in turn; `post` collects what went, for the post-transaction hooks.
+    fn remove_all(
+        &self,
+        packages: Vec<InstalledPackage>,
+        changed: Vec<Change>,
+        work: &mut Work<'_>,
+        post: &mut crate::hooks::Changes,
+    ) -> Result<()> {
         for (package, change) in packages.into_iter().zip(changed) {
             if work.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -1318,17 +1646,17 @@ impl Engine {
             work.reporter.current(&package.name);
             work.reporter.stage(&package.name, Stage::Removing, 0, 1);
             let (name, version) = (package.name.clone(), package.version.clone());
+            let mut gone = crate::hooks::Changes::default();
+            record_change(&mut gone, &name, Some(&package), None);
             let notices = self.committer().remove(work.tx, package)?;
+            post.extend(gone);
             work.notice_all(notices);
             self.prune_cache(std::iter::once(name.as_str()));
             work.reporter.stage(&name, Stage::Removing, 1, 1);
             work.reporter.package_done(&name, &version);
             work.done.push(change);
         }
-        Ok(Outcome {
-            changed: work.done.clone(),
-            ..Outcome::default()
-        })
+        Ok(())
     }
 
     /// Finish or undo commits a crash (or a panic) interrupted, then drop staging left over.
@@ -1362,6 +1690,32 @@ impl Engine {
     pub fn installed(&self) -> Result<BTreeMap<String, InstalledPackage>> {
         self.db.installed()
     }
+}
+
+/// Note in `changes` that package `name` goes from `old` (None: not installed) to the records
+/// `new` (None: removed); files and symlinks only.
+fn record_change(
+    changes: &mut crate::hooks::Changes,
+    name: &str,
+    old: Option<&InstalledPackage>,
+    new: Option<&[FileRecord]>,
+) {
+    let files = |records: &[FileRecord]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| !r.is_dir())
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    let old_paths = old.map(|o| files(&o.files)).unwrap_or_default();
+    let new_paths = new.map(files).unwrap_or_default();
+    changes.package(
+        name,
+        old_paths.iter().map(String::as_str),
+        new_paths.iter().map(String::as_str),
+        old.is_some(),
+        new.is_some(),
+    );
 }
 
 fn unknown(name: &str) -> Error {
@@ -1404,6 +1758,7 @@ fn describe(name: &str, installed: Option<&Summary>, offered: Option<&Available>
         verified_by: offered.map(|a| a.verified_by.clone()).unwrap_or_default(),
         files: installed.map_or(0, |i| i.files),
         problem: installed.and_then(|i| i.broken.clone()).unwrap_or_default(),
+        held: false,
         capabilities: match installed {
             Some(i) => i.capabilities.clone(),
             None => offered

@@ -119,6 +119,24 @@ pub enum Error {
         name: String,
     },
 
+    #[error(
+        "{package} {version}: its cached tarball {path} is damaged, and no repository offers \
+         this version to download again: {reason}"
+    )]
+    DamagedCache {
+        package: String,
+        version: String,
+        path: String,
+        reason: String,
+    },
+
+    /// A rollback target that the cache no longer holds.
+    #[error("{0}")]
+    NotKept(String),
+
+    #[error("hook {hook} stopped the transaction before anything changed: {reason}")]
+    HookAborted { hook: String, reason: String },
+
     #[error("{package}: {path} is owned by package {owner}")]
     FileConflict {
         package: String,
@@ -191,7 +209,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::UnknownPackage(_) | Error::NotInstalled(_) => ErrorKind::UnknownPackage,
-            Error::BrokenUpstream => ErrorKind::NotAvailable,
+            Error::BrokenUpstream | Error::NotKept(_) => ErrorKind::NotAvailable,
             Error::InvalidArgs(_) | Error::Config { .. } => ErrorKind::InvalidArgs,
             Error::Download { .. } | Error::Index { .. } | Error::RefreshTimeout { .. } => {
                 ErrorKind::Network
@@ -200,11 +218,13 @@ impl Error {
             | Error::HashMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::UnsafeEntry { .. }
-            | Error::CorruptArchive { .. } => ErrorKind::Verification,
+            | Error::CorruptArchive { .. }
+            | Error::DamagedCache { .. } => ErrorKind::Verification,
             Error::FileConflict { .. }
             | Error::PathConflict { .. }
             | Error::Unowned { .. }
-            | Error::UnknownOwner { .. } => ErrorKind::Conflict,
+            | Error::UnknownOwner { .. }
+            | Error::HookAborted { .. } => ErrorKind::Conflict,
             Error::Commit { .. } | Error::NoSpace { .. } => ErrorKind::Io,
             Error::NotAuthorized(_) => ErrorKind::NotAuthorized,
             Error::Cancelled => ErrorKind::Cancelled,

@@ -2,6 +2,7 @@
 //! atomic commits into a target root, and the package database. It knows nothing of D-Bus or
 //! terminals; `spkd`'s bus layer is a thin adapter over [`engine::Engine`].
 
+pub mod builds;
 pub mod cache;
 pub mod catalog;
 pub mod commit;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fcaps;
 pub mod fetch;
+pub mod hooks;
 pub mod index;
 pub mod integrity;
 pub mod layout;

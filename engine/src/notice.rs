@@ -16,6 +16,10 @@ pub enum NoticeKind {
     MountPoint,
     /// Something could not be cleaned up (left on disk, harmless).
     LeftBehind,
+    /// A transaction hook failed, timed out or could not run; nothing was undone.
+    Hook,
+    /// A held package was upgraded because it was named.
+    Held,
     /// A repository's refresh failed; its last good index was used (package: empty, path:
     /// the repository's URL).
     StaleIndex,
@@ -29,6 +33,8 @@ impl NoticeKind {
             NoticeKind::Spksave => "spksave",
             NoticeKind::MountPoint => "mount-point",
             NoticeKind::LeftBehind => "left-behind",
+            NoticeKind::Hook => "hook",
+            NoticeKind::Held => "held",
             NoticeKind::StaleIndex => "stale-index",
         }
     }
@@ -72,6 +78,25 @@ impl Notice {
             message: format!(
                 "{path} is a mount point and was not replaced; the new version is {path}.spknew"
             ),
+        }
+    }
+
+    /// `hook` (a hook's name) went wrong: `what` says how.
+    pub fn hook(hook: &str, what: &str) -> Notice {
+        Notice {
+            package: String::new(),
+            kind: NoticeKind::Hook,
+            path: hook.to_owned(),
+            message: format!("hook {hook}: {what}"),
+        }
+    }
+
+    pub fn held(package: &str) -> Notice {
+        Notice {
+            package: package.to_owned(),
+            kind: NoticeKind::Held,
+            path: String::new(),
+            message: "is held, and was upgraded because it was named".to_owned(),
         }
     }
 

@@ -78,6 +78,14 @@ pub enum Event {
     },
     /// Something the admin should know although nothing failed.
     Notice(crate::notice::Notice),
+    /// A transaction hook started (`state` "running") or ended ("succeeded", "failed",
+    /// "skipped", "timed-out"), with the end of what it printed.
+    Hook {
+        name: String,
+        description: String,
+        state: String,
+        output: String,
+    },
 }
 
 #[derive(Default)]
@@ -184,6 +192,15 @@ impl Reporter {
             version: version.to_owned(),
         });
         self.overall();
+    }
+
+    pub fn hook(&self, name: &str, description: &str, state: &str, output: &str) {
+        self.send(Event::Hook {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            state: state.to_owned(),
+            output: output.to_owned(),
+        });
     }
 
     pub fn notice(&self, notice: crate::notice::Notice) {

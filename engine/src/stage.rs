@@ -91,8 +91,20 @@ pub async fn stage(
         .await
         {
             Ok(records) => return Ok(records),
-            Err(e @ (Error::HashMismatch { .. } | Error::SizeMismatch { .. })) => {
-                // A damaged cache entry is not the repository's fault: drop it, fetch anew.
+            // Nowhere else to get it (a rollback): the damaged copy is the end of it.
+            Err(e) if e.kind() == crate::error::ErrorKind::Verification && pkg.urls.is_empty() => {
+                tracing::warn!(package = %name, error = %e, "cached tarball is damaged");
+                let _ = std::fs::remove_dir_all(dir);
+                return Err(Error::DamagedCache {
+                    package: name.clone(),
+                    version: pkg.entry.version.clone(),
+                    path: cached.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) if e.kind() == crate::error::ErrorKind::Verification => {
+                // A damaged cache entry is not the repository's fault: drop it, fetch anew (a
+                // hostile archive is refused again from the download).
                 tracing::warn!(package = %name, error = %e, "cached tarball is damaged; downloading again");
                 let _ = std::fs::remove_file(&cached);
                 let _ = std::fs::remove_dir_all(dir);
@@ -100,6 +112,12 @@ pub async fn stage(
             }
             Err(e) => return Err(e),
         }
+    }
+    if pkg.urls.is_empty() {
+        return Err(Error::NotKept(format!(
+            "{name} {}: its tarball is no longer in the cache",
+            pkg.entry.version
+        )));
     }
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");

@@ -11,7 +11,8 @@
 //! bytes of its names. Every file is created relative to directory handles of the staging tree,
 //! never through a symlink.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -238,6 +239,33 @@ impl<R: AsyncRead + Unpin> AsyncRead for Budgeted<R> {
     }
 }
 
+/// The manifest's records by path, without a second copy of the names: they may take up to
+/// `Limits::max_name_bytes`, and a map keyed by path would hold them twice until commit.
+#[derive(Default)]
+struct PathIndex {
+    table: hashbrown::HashTable<usize>,
+    hasher: RandomState,
+}
+
+impl PathIndex {
+    fn get(&self, records: &[FileRecord], rel: &Path) -> Option<usize> {
+        let key = rel.as_os_str().as_encoded_bytes();
+        self.table
+            .find(self.hasher.hash_one(key), |&i| {
+                records[i].path.as_bytes() == key
+            })
+            .copied()
+    }
+
+    fn insert(&mut self, records: &[FileRecord], index: usize) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(records[index].path.as_bytes());
+        self.table.insert_unique(hash, index, |&i| {
+            hasher.hash_one(records[i].path.as_bytes())
+        });
+    }
+}
+
 struct Stager<'a> {
     /// Directory handles of the staging tree: nothing is ever reached through a symlink.
     tree: Tree,
@@ -246,7 +274,8 @@ struct Stager<'a> {
     limits: &'a Limits,
     records: Vec<FileRecord>,
     /// Path → index in `records`, to refuse duplicates and resolve hard links.
-    seen: HashMap<PathBuf, usize>,
+    /// The records by path.
+    seen: PathIndex,
     /// Symlinks of this package: nothing may be written beneath one.
     symlinks: HashSet<PathBuf>,
     /// Declared sizes of every entry so far (directories and links too).
@@ -274,7 +303,7 @@ impl<'a> Stager<'a> {
             package,
             limits,
             records: Vec::new(),
-            seen: HashMap::new(),
+            seen: PathIndex::default(),
             symlinks: HashSet::new(),
             total_bytes: 0,
             name_bytes: 0,
@@ -314,7 +343,7 @@ impl<'a> Stager<'a> {
             // `./` names the root itself; its mode on the live system is not the package's.
             return Ok(());
         };
-        if self.seen.contains_key(&rel) {
+        if self.index_of(&rel).is_some() {
             return Err(refuse(shown, "duplicate entry"));
         }
         if let Some(link) = rel.ancestors().skip(1).find(|a| self.symlinks.contains(*a)) {
@@ -359,9 +388,9 @@ impl<'a> Stager<'a> {
                     Ok(()) if masked(mode) => self.set_dir_mode(&name, &dest, mode)?,
                     Ok(()) => {}
                     // Created earlier as an implicit parent: give it the mode the archive says.
-                    Err(rustix::io::Errno::EXIST) if self.seen.contains_key(&rel) => {
+                    Err(rustix::io::Errno::EXIST) if self.index_of(&rel).is_some() => {
                         self.set_dir_mode(&name, &dest, mode)?;
-                        if let Some(&i) = self.seen.get(&rel) {
+                        if let Some(i) = self.index_of(&rel) {
                             self.records[i].mode = mode;
                         }
                         return Ok(());
@@ -400,8 +429,9 @@ impl<'a> Stager<'a> {
                 let target_rel = enclosed_path(&target)
                     .map_err(|r| refuse(&shown, format!("hard link target: {r}")))?
                     .ok_or_else(|| refuse(&shown, "hard link to the root"))?;
-                let kind = match self.seen.get(&target_rel).map(|&i| &self.records[i].kind) {
-                    Some(k @ FileKind::File { .. }) => k.clone(),
+                let linked_index = self.index_of(&target_rel);
+                let (i, kind) = match linked_index.map(|i| (i, &self.records[i].kind)) {
+                    Some((i, k @ FileKind::File { .. })) => (i, k.clone()),
                     _ => {
                         return Err(refuse(
                             shown,
@@ -419,7 +449,6 @@ impl<'a> Stager<'a> {
                     .map_err(write_error(dest.clone()))?;
                 rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())
                     .map_err(write_error(dest))?;
-                let i = self.seen[&target_rel];
                 let linked = self.records[i].clone();
                 let record = self.push(rel, kind, linked.mode)?;
                 self.records[record].mtime = linked.mtime;
@@ -538,6 +567,11 @@ impl<'a> Stager<'a> {
         Ok(())
     }
 
+    /// The index in the manifest of the record of `rel`, if any.
+    fn index_of(&self, rel: &Path) -> Option<usize> {
+        self.seen.get(&self.records, rel)
+    }
+
     /// Record `rel`; returns its index in the manifest.
     fn push(&mut self, rel: PathBuf, kind: FileKind, mode: u32) -> Result<usize, UnpackError> {
         let path = rel.to_string_lossy().into_owned();
@@ -553,8 +587,8 @@ impl<'a> Stager<'a> {
             ));
         }
         let index = self.records.len();
-        self.seen.insert(rel, index);
         self.records.push(FileRecord::new(path, kind, mode));
+        self.seen.insert(&self.records, index);
         Ok(index)
     }
 
@@ -601,12 +635,12 @@ impl<'a> Stager<'a> {
             .ancestors()
             .skip(1)
             .filter(|a| !a.as_os_str().is_empty())
-            .take_while(|a| !self.seen.contains_key(*a))
+            .take_while(|a| self.index_of(a).is_none())
             .map(Path::to_path_buf)
             .collect();
         missing.reverse();
         for dir in missing {
-            if let Some(&i) = self.seen.get(&dir) {
+            if let Some(i) = self.index_of(&dir) {
                 if !self.records[i].is_dir() {
                     return Err(refuse(
                         shown_name(rel.as_os_str().as_encoded_bytes()),
@@ -625,7 +659,7 @@ impl<'a> Stager<'a> {
         }
         // A parent listed earlier as a file or symlink cannot hold children.
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Some(&i) = self.seen.get(parent)
+            && let Some(i) = self.index_of(parent)
             && !self.records[i].is_dir()
         {
             return Err(refuse(

@@ -63,6 +63,19 @@ pub struct ChangeOptions {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Revert what transaction ID changed: what it installed is removed, what it upgraded goes
+    /// back to the version before, what it removed comes back (from the cache)
+    Undo {
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// Show what would happen, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Install packages (aliases: system-install, userland-install)
     #[command(visible_alias = "system-install", visible_alias = "userland-install")]
@@ -88,6 +101,25 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Install the previous version of each package again, from the cache (even when the
+    /// repository no longer offers it)
+    Rollback {
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+        /// Show what would happen, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep packages at their installed version: `upgrade` leaves them alone unless named
+    Hold {
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+    },
+    /// Let `upgrade` upgrade held packages again
+    Unhold {
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+    },
     /// Refresh the package indexes and show each one's release and age; exit 100 when updates
     /// are available, 0 when none (Ctrl-C cancels the refresh)
     Check,
@@ -99,6 +131,9 @@ pub enum Command {
         upgradable: bool,
         #[arg(long, group = "filter")]
         available: bool,
+        /// Held packages only
+        #[arg(long, group = "filter")]
+        held: bool,
     },
     /// Show one package
     Info {
@@ -112,11 +147,13 @@ pub enum Command {
         #[arg(value_name = "PKG")]
         packages: Vec<String>,
     },
-    /// Past install, upgrade and remove transactions
+    /// Past install, upgrade, remove and rollback transactions; `history undo ID` reverts one
     History {
         /// How many, newest first
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        #[command(subcommand)]
+        action: Option<HistoryAction>,
     },
     /// Follow running transactions (started by anyone) until they finish
     Monitor,

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use spk_dbus::Activity;
+use spk_dbus::{Activity, HookState};
 
 pub enum Display {
     Bars {
@@ -129,6 +129,37 @@ impl Display {
             }
             Display::Plain { .. } => println!("{verb} {name} {version}"),
             Display::Quiet => {}
+        }
+    }
+
+    /// A transaction hook: a line when it starts, what it printed when it ends (indented), and
+    /// how it ended unless it succeeded.
+    pub fn hook(&mut self, description: &str, state: HookState, output: &str) {
+        let mut lines = Vec::new();
+        match state {
+            HookState::Running => lines.push(format!("running hook: {description}")),
+            HookState::Succeeded => {}
+            HookState::Skipped if output.is_empty() => {
+                lines.push("  (skipped: its tool is not installed)".to_owned())
+            }
+            other => lines.push(format!("  hook {other}")),
+        }
+        if state != HookState::Running {
+            lines.extend(
+                output
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("  {l}")),
+            );
+        }
+        for line in lines {
+            match self {
+                Display::Bars { multi, .. } => {
+                    let _ = multi.println(line);
+                }
+                Display::Plain { .. } => println!("{line}"),
+                Display::Quiet => {}
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use spk_dbus::{CleanOptions, Kind, ManagerProxy, PackageRow, PackageState, State};
+use spk_dbus::{CleanOptions, Kind, ManagerProxy, NoticeKind, PackageRow, PackageState, State};
 
 use cli::{ChangeOptions, Cli, Command, Global};
 use connect::Failure;
@@ -53,6 +53,7 @@ fn options(o: &ChangeOptions) -> spk_dbus::ChangeOptions {
         force: o.force_overwrite,
         adopt: o.adopt,
         dry_run: false,
+        undo: None,
     }
 }
 
@@ -103,6 +104,15 @@ async fn dispatch(
 ) -> Result<u8, Failure> {
     let g = &cli.global;
     let mut display = Display::new(g.json, g.no_progress);
+    let no_names = Vec::new();
+    let mut undo = None;
+    let only_dry_run = |dry_run: bool| ChangeOptions {
+        reinstall: false,
+        download_only: false,
+        dry_run,
+        force_overwrite: false,
+        adopt: false,
+    };
     let (kind, names, change_opts) = match &cli.command {
         Command::Install { packages, options } => (Kind::Install, packages, options.clone()),
         Command::Upgrade { packages, options } => (Kind::Upgrade, packages, options.clone()),
@@ -117,18 +127,33 @@ async fn dispatch(
                 adopt: false,
             },
         ),
+        Command::Rollback { packages, dry_run } => {
+            (Kind::Rollback, packages, only_dry_run(*dry_run))
+        }
+        Command::History {
+            action: Some(cli::HistoryAction::Undo { id, dry_run }),
+            ..
+        } => {
+            undo = Some(*id);
+            (Kind::Rollback, &no_names, only_dry_run(*dry_run))
+        }
+        Command::Hold { packages } => return hold(manager, packages, true).await,
+        Command::Unhold { packages } => return hold(manager, packages, false).await,
         Command::Check => return check(conn, manager, g.json, &mut display).await,
         Command::List {
             installed,
             upgradable,
             available,
+            held,
         } => {
             let filter = if *installed {
-                Some(PackageState::Installed)
+                Some(ListFilter::State(PackageState::Installed))
             } else if *upgradable {
-                Some(PackageState::Upgradable)
+                Some(ListFilter::State(PackageState::Upgradable))
             } else if *available {
-                Some(PackageState::Available)
+                Some(ListFilter::State(PackageState::Available))
+            } else if *held {
+                Some(ListFilter::Held)
             } else {
                 None
             };
@@ -136,17 +161,21 @@ async fn dispatch(
         }
         Command::Info { package } => return info(manager, package, g.json).await,
         Command::Verify { packages } => return verify(manager, packages, g.json).await,
-        Command::History { limit } => return history::history(manager, *limit, g.json).await,
+        Command::History { limit, .. } => {
+            return history::history(manager, *limit, g.json).await;
+        }
         Command::Monitor => return monitor::monitor(conn, manager, g.json, &mut display).await,
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
         Command::Clean { all } => return clean(manager, *all, g.json).await,
         Command::About => return about::about(manager, g.json).await,
         Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
     };
+    let mut options = options(&change_opts);
+    options.undo = undo;
     let change = Change {
         kind,
         names,
-        options: options(&change_opts),
+        options,
         dry_run: change_opts.dry_run,
     };
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -164,7 +193,10 @@ async fn dispatch(
             println!("{}", transaction::summary(kind, &ended));
         }
         for n in &ended.notices {
-            if n.package.is_empty() {
+            if n.kind == NoticeKind::Hook {
+                // Something the system may need was not done: a warning, not a note.
+                eprintln!("warning: {}", n.message);
+            } else if n.package.is_empty() {
                 println!("note: {}", n.message);
             } else {
                 println!("note: {}: {}", n.package, n.message);
@@ -201,7 +233,8 @@ async fn review(
     change: &Change<'_>,
     display: &mut Display,
 ) -> Result<Review, Failure> {
-    if change.kind != Kind::Remove {
+    // A rollback takes only what the cache holds: no refresh.
+    if !matches!(change.kind, Kind::Remove | Kind::Rollback) {
         let mut quiet = Display::Quiet;
         let refreshed = transaction::run(
             conn,
@@ -258,52 +291,63 @@ async fn check(
         return Err(Failure::failed(ended.error_message));
     }
     let repos = manager.get_repositories().await?;
-    let upgradable: Vec<PackageRow> = manager
+    let (held, upgradable): (Vec<PackageRow>, Vec<PackageRow>) = manager
         .list_packages()
         .await?
         .into_iter()
         .filter(|p| p.state == PackageState::Upgradable)
-        .collect();
+        .partition(|p| p.held);
+    // Held packages are listed apart and do not make `check` report updates.
+    let code = if upgradable.is_empty() {
+        0
+    } else {
+        EXIT_UPDATES
+    };
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "updates": upgradable.len(),
                 "packages": upgradable.iter().map(packages::to_json).collect::<Vec<_>>(),
+                "held": held.iter().map(packages::to_json).collect::<Vec<_>>(),
                 "repositories": repos.iter().map(about::repo_json).collect::<Vec<_>>(),
             })
         );
-        return Ok(if upgradable.is_empty() {
-            0
-        } else {
-            EXIT_UPDATES
-        });
+        return Ok(code);
     }
     for r in &repos {
         println!("Index of {}: {}", r.name, about::index_text(r));
     }
+    let show = |p: &PackageRow| {
+        println!(
+            "  {} {} -> {}",
+            p.name, p.installed_version, p.available_version
+        );
+    };
     if upgradable.is_empty() {
         println!("The system is up to date.");
     } else {
         println!("{} update(s) available:", upgradable.len());
-        for p in &upgradable {
-            println!(
-                "  {} {} -> {}",
-                p.name, p.installed_version, p.available_version
-            );
-        }
+        upgradable.iter().for_each(show);
         println!("Run `spkctl upgrade` to install them.");
     }
-    Ok(if upgradable.is_empty() {
-        0
-    } else {
-        EXIT_UPDATES
-    })
+    if !held.is_empty() {
+        println!("Held back ({}; `spkctl unhold` releases them):", held.len());
+        held.iter().for_each(show);
+    }
+    Ok(code)
+}
+
+/// Which packages `list` shows.
+#[derive(Clone, Copy)]
+enum ListFilter {
+    State(PackageState),
+    Held,
 }
 
 async fn list(
     manager: &ManagerProxy<'_>,
-    filter: Option<PackageState>,
+    filter: Option<ListFilter>,
     json: bool,
 ) -> Result<u8, Failure> {
     let all: Vec<PackageRow> = manager
@@ -312,11 +356,12 @@ async fn list(
         .into_iter()
         .filter(|p| match filter {
             None => true,
+            Some(ListFilter::Held) => p.held,
             // Upgradable packages are installed too.
-            Some(PackageState::Installed) => {
+            Some(ListFilter::State(PackageState::Installed)) => {
                 matches!(p.state, PackageState::Installed | PackageState::Upgradable)
             }
-            Some(f) => p.state == f,
+            Some(ListFilter::State(f)) => p.state == f,
         })
         .collect();
     if json {
@@ -379,6 +424,21 @@ async fn verify(manager: &ManagerProxy<'_>, names: &[String], json: bool) -> Res
         }
     }
     Ok(if damaged == 0 { 0 } else { 1 })
+}
+
+async fn hold(manager: &ManagerProxy<'_>, names: &[String], hold: bool) -> Result<u8, Failure> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    if hold {
+        manager.hold(&names).await?;
+        println!(
+            "Held: {} (upgrade leaves them alone unless named).",
+            names.join(", ")
+        );
+    } else {
+        manager.unhold(&names).await?;
+        println!("No longer held: {}.", names.join(", "));
+    }
+    Ok(0)
 }
 
 async fn clean(manager: &ManagerProxy<'_>, all: bool, json: bool) -> Result<u8, Failure> {

@@ -113,6 +113,12 @@ pub async fn monitor(
                 failed |= state != State::Finished;
                 report(json, &mut results, &path, state, &message);
             }
+            Some(TransactionSignal::Hook {
+                description,
+                state,
+                output,
+                ..
+            }) => display.hook(&description, state, &output),
             Some(TransactionSignal::Notice(_)) | None => {}
         }
     }

@@ -113,6 +113,12 @@ pub fn info_text(p: &PackageRow) -> String {
     field("Name:", p.name.clone());
     field("Kind:", or_dash(&p.kind));
     field("State:", p.state.as_str().to_owned());
+    if p.held {
+        field(
+            "Held:",
+            "yes (upgrade leaves it alone unless named)".to_owned(),
+        );
+    }
     if !p.problem.is_empty() {
         field("Problem:", p.problem.clone());
     }

@@ -21,6 +21,7 @@ fn verb(kind: Kind) -> &'static str {
         Kind::Install => "installed",
         Kind::Upgrade => "upgraded",
         Kind::Remove => "removed",
+        Kind::Rollback => "rolled back",
     }
 }
 
@@ -83,6 +84,7 @@ pub async fn run(
         Kind::Install => manager.install(&names, options).await?,
         Kind::Upgrade => manager.upgrade(&names, options).await?,
         Kind::Remove => manager.remove(&names, options).await?,
+        Kind::Rollback => manager.rollback(&names, options).await?,
     };
     let proxy = TransactionProxy::builder(conn)
         .path(path.clone())?
@@ -156,6 +158,12 @@ pub async fn run(
                 display.package_done(verb(kind), &name, &version);
                 done.push((name, version));
             }
+            Some(TransactionSignal::Hook {
+                description,
+                state,
+                output,
+                ..
+            }) => display.hook(&description, state, &output),
             Some(TransactionSignal::Notice(n)) => notices.push(n),
             Some(TransactionSignal::Finished {
                 state,
@@ -232,7 +240,7 @@ pub fn summary(kind: Kind, ended: &Ended) -> String {
         if ended.done.len() == 1 { "" } else { "s" },
         list.join(", ")
     );
-    if kind != Kind::Remove {
+    if !matches!(kind, Kind::Remove | Kind::Rollback) {
         line.push_str(&format!(", {} downloaded", human_bytes(ended.bytes)));
     }
     line.push('.');

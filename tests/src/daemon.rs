@@ -33,13 +33,26 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let mut build = Command::new(env!("CARGO"));
         build
-            .args(["build", "--quiet", "--bins", "-p", "spkd", "-p", "spkctl", "-p", "spk-publish"])
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "spkd",
+                "-p",
+                "spkctl",
+                "-p",
+                "spk-publish",
+            ])
             .current_dir(workspace_root());
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }
         let status = build.status().expect("running cargo build");
-        assert!(status.success(), "cargo build of spkd, spkctl and spk-publish failed");
+        assert!(
+            status.success(),
+            "cargo build of spkd, spkctl and spk-publish failed"
+        );
     });
     let path = profile_dir.join(name);
     assert!(

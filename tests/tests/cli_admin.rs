@@ -478,7 +478,7 @@ async fn json_outputs_have_their_documented_shape() {
     check.assert_success();
     assert_eq!(
         check.json(),
-        json!({"updates": 0, "packages": [], "repositories": [{
+        json!({"updates": 0, "packages": [], "held": [], "repositories": [{
             "name": "test", "kind": "index", "location": env.server.url("/repo/"),
             "release": "2026.11.25", "timestamp": 0, "signed": false,
         }]}),

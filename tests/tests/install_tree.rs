@@ -66,8 +66,28 @@ fn make_install_places_every_file_with_its_mode() {
         ("/usr/share/bash-completion/completions/spkctl", 0o644),
         ("/usr/share/zsh/site-functions/_spkctl", 0o644),
         ("/usr/share/fish/vendor_completions.d/spkctl.fish", 0o644),
+        ("/usr/share/man/man5/spk-hooks.5", 0o644),
+        ("/usr/share/spk/hooks/ldconfig.hook", 0o644),
+        ("/usr/share/spk/hooks/depmod.hook", 0o644),
+        ("/usr/share/spk/hooks/depmod-changed", 0o755),
+        ("/usr/share/spk/hooks/grub-reminder", 0o755),
     ] {
         tree.assert_file(path, mode);
+    }
+    // Every hook of the repository is installed; the helper scripts are valid sh.
+    for entry in std::fs::read_dir(workspace_root().join("hooks")).expect("hooks/") {
+        let name = entry.expect("hooks/ entry").file_name();
+        let installed = format!("/usr/share/spk/hooks/{}", name.to_string_lossy());
+        let is_hook = name.to_string_lossy().ends_with(".hook");
+        tree.assert_file(&installed, if is_hook { 0o644 } else { 0o755 });
+        if !is_hook {
+            let syntax = Command::new("sh")
+                .arg("-n")
+                .arg(tree.path(&installed))
+                .output()
+                .expect("run sh -n");
+            assert!(syntax.status.success(), "{installed} is not valid sh");
+        }
     }
     tree.assert_dir("/etc/spk/keys", 0o755);
     assert_eq!(
@@ -146,7 +166,11 @@ fn make_install_places_every_file_with_its_mode() {
     }
 
     // Man pages render without warnings; completions are for spkctl and bash can read them.
-    for page in ["/usr/share/man/man8/spkd.8", "/usr/share/man/man1/spkctl.1"] {
+    for page in [
+        "/usr/share/man/man8/spkd.8",
+        "/usr/share/man/man5/spk-hooks.5",
+        "/usr/share/man/man1/spkctl.1",
+    ] {
         let groff = Command::new("groff")
             .args(["-man", "-ww", "-z"])
             .arg(tree.path(page))
@@ -329,6 +353,12 @@ fn every_installed_path_follows_prefix() {
         0o644,
     );
     tree.assert_file("/usr/local/share/man/man8/spkd.8", 0o644);
+    // Hooks that run a helper script name it where it was installed.
+    let grub = tree.read("/usr/local/share/spk/hooks/grub-mkconfig.hook");
+    assert!(
+        grub.contains("Exec = /usr/local/share/spk/hooks/grub-reminder"),
+        "{grub}"
+    );
     // Init scripts stay in /etc and run the binaries where they are.
     let initd = tree.read("/etc/init.d/spkd");
     assert_eq!(

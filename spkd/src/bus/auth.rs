@@ -37,7 +37,7 @@ pub fn polkit_action(action: Action) -> &'static str {
     match action {
         Action::Refresh => "xyz.smech.spk.refresh",
         Action::Install => "xyz.smech.spk.install",
-        Action::Upgrade => "xyz.smech.spk.upgrade",
+        Action::Upgrade | Action::Rollback => "xyz.smech.spk.upgrade",
         Action::Remove => "xyz.smech.spk.remove",
     }
 }

@@ -213,6 +213,19 @@ async fn announce(conn: &Connection, action: Action, outcome: Option<&spk_engine
 fn parse_options(options: &HashMap<String, OwnedValue>) -> Result<Options, BusError> {
     let mut out = Options::default();
     for (key, value) in options {
+        if key == "undo" {
+            out.undo = Some(match &**value {
+                Value::U64(id) => *id,
+                Value::U32(id) => u64::from(*id),
+                v => {
+                    return Err(BusError::InvalidArgs(format!(
+                        "option 'undo' must be a history id (t), not '{}'",
+                        v.value_signature()
+                    )));
+                }
+            });
+            continue;
+        }
         let flag = match key.as_str() {
             "reinstall" => &mut out.reinstall,
             "download-only" => &mut out.download_only,
@@ -221,7 +234,7 @@ fn parse_options(options: &HashMap<String, OwnedValue>) -> Result<Options, BusEr
             "adopt" => &mut out.adopt,
             other => {
                 return Err(BusError::InvalidArgs(format!(
-                    "unknown option '{}' (known: reinstall, download-only, dry-run, force, adopt)",
+                    "unknown option '{}' (known: reinstall, download-only, dry-run, force, adopt, undo)",
                     other.escape_debug()
                 )));
             }
@@ -282,6 +295,7 @@ fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
     put("verified-by", p.verified_by.into());
     put("files", p.files.into());
     put("problem", p.problem.into());
+    put("held", p.held.into());
     put(
         "capabilities",
         p.capabilities
@@ -343,6 +357,49 @@ impl Manager {
             .await
     }
 
+    /// Go back to the previous build of each named package, from the cache (option `undo`, a
+    /// history id: undo what that transaction changed instead).
+    #[zbus(out_args("transaction"))]
+    async fn rollback(
+        &self,
+        names: Vec<String>,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BusError> {
+        self.start(conn, &header, Action::Rollback, names, options)
+            .await
+    }
+
+    /// Hold installed packages: `upgrade` leaves them alone unless named, and they are not
+    /// counted in `UpdateCount`.
+    async fn hold(
+        &self,
+        names: Vec<String>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), BusError> {
+        super::auth::authorize(conn, &header, Action::Upgrade).await?;
+        self.engine.set_held(&names, true)?;
+        let _ = self.update_count_changed(&emitter).await;
+        Ok(())
+    }
+
+    /// Release held packages.
+    async fn unhold(
+        &self,
+        names: Vec<String>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), BusError> {
+        super::auth::authorize(conn, &header, Action::Upgrade).await?;
+        self.engine.set_held(&names, false)?;
+        let _ = self.update_count_changed(&emitter).await;
+        Ok(())
+    }
+
     #[zbus(out_args("packages"))]
     async fn list_packages(&self) -> Result<Vec<HashMap<String, OwnedValue>>, BusError> {
         Ok(self.engine.list()?.into_iter().map(package_dict).collect())
@@ -371,9 +428,10 @@ impl Manager {
             "install" => Action::Install,
             "upgrade" => Action::Upgrade,
             "remove" => Action::Remove,
+            "rollback" => Action::Rollback,
             other => {
                 return Err(BusError::InvalidArgs(format!(
-                    "cannot plan '{}': use install, upgrade or remove",
+                    "cannot plan '{}': use install, upgrade, remove or rollback",
                     other.escape_debug()
                 )));
             }

@@ -131,6 +131,17 @@ impl Transaction {
         self.read(|s| s.notices.clone())
     }
 
+    /// A transaction hook started (state "running") or ended ("succeeded", "failed",
+    /// "skipped", "timed-out"), with the end of what it printed.
+    #[zbus(signal)]
+    async fn hook(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        description: &str,
+        state: &str,
+        output: &str,
+    ) -> zbus::Result<()>;
+
     #[zbus(signal)]
     async fn notice(
         emitter: &SignalEmitter<'_>,
@@ -294,6 +305,14 @@ async fn mirror(
         }
         Event::PackageDone { name, version } => {
             Transaction::package_done(emitter, &name, &version).await?;
+        }
+        Event::Hook {
+            name,
+            description,
+            state,
+            output,
+        } => {
+            Transaction::hook(emitter, &name, &description, &state, &output).await?;
         }
         Event::Notice(n) => {
             let kind = n.kind.as_str();
