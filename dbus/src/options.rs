@@ -191,6 +191,10 @@ mod tests {
             e,
             "unknown option 'bogus' (known: reinstall, download-only, dry-run, force, adopt, undo)"
         );
+        let e = ChangeOptions::from_dict(&dict(&[("undo", "7".into())])).unwrap_err();
+        assert_eq!(e, "option 'undo' must be a history id (t), not 's'");
+        let undo = ChangeOptions::from_dict(&dict(&[("undo", 7u64.into())])).unwrap();
+        assert_eq!(undo.undo, Some(7));
         let e = ChangeOptions::from_dict(&dict(&[("force", 1u32.into())])).unwrap_err();
         assert_eq!(e, "option 'force' must be a boolean, not 'u'");
         let e = CleanOptions::from_dict(&dict(&[("all", "yes".into())])).unwrap_err();

@@ -77,6 +77,7 @@ fn word_for(name: &str) -> &'static str {
         "Kind" => "install",
         "stage" => "downloading",
         "kind" => "spknew",
+        "Hook.state" => "succeeded",
         _ => "",
     }
 }
@@ -214,7 +215,13 @@ async fn emit_all(
         }
         let mut body = StructureBuilder::new();
         for (arg, ty) in args {
-            body = body.append_field(sample(&parse(ty), arg));
+            // A hook's state has words of its own.
+            let key = if name == "Hook" {
+                format!("Hook.{arg}")
+            } else {
+                arg.clone()
+            };
+            body = body.append_field(sample(&parse(ty), &key));
         }
         conn.emit_signal(
             None::<&str>,
@@ -272,6 +279,18 @@ async fn the_proxies_agree_with_the_xml() {
     m.install(&["a"], &opts).await.unwrap();
     m.upgrade(&[], &opts).await.unwrap();
     m.remove(&["a"], &opts).await.unwrap();
+    m.rollback(&["a"], &opts).await.unwrap();
+    m.rollback(
+        &[],
+        &ChangeOptions {
+            undo: Some(7),
+            ..ChangeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    m.hold(&["a"]).await.unwrap();
+    m.unhold(&["a"]).await.unwrap();
     m.list_packages().await.unwrap();
     m.get_transactions().await.unwrap();
     m.plan(Kind::Install, &["a"], &opts).await.unwrap();
@@ -305,6 +324,7 @@ async fn the_proxies_agree_with_the_xml() {
     let mut progress = t.receive_progress().await.unwrap();
     let mut done = t.receive_package_done().await.unwrap();
     let mut notice = t.receive_notice().await.unwrap();
+    let mut hook = t.receive_hook().await.unwrap();
     let mut finished = t.receive_finished().await.unwrap();
     emit_all(&peer, &contract, MANAGER_INTERFACE, MANAGER_PATH).await;
     emit_all(&peer, &contract, TRANSACTION_INTERFACE, t_path).await;
@@ -326,6 +346,10 @@ async fn the_proxies_agree_with_the_xml() {
     n.args().unwrap();
     assert!(decodes(n.message()));
     signals.insert((TRANSACTION_INTERFACE, "Notice"));
+    let h = hook.next().await.unwrap();
+    h.args().unwrap();
+    assert!(decodes(h.message()));
+    signals.insert((TRANSACTION_INTERFACE, "Hook"));
     let f = finished.next().await.unwrap();
     f.args().unwrap();
     assert!(decodes(f.message()));
