@@ -16,6 +16,18 @@ pub const TRANSACTIONS_PATH: &str = "/xyz/smech/Spk1/transaction";
 /// Every spk error is named `xyz.smech.Spk1.Error.<Name>` (see [`crate::Error`]).
 pub const ERROR_PREFIX: &str = "xyz.smech.Spk1.Error";
 
+/// The polkit actions of `xyz.smech.spk.policy` that spkd asks about.
+pub mod polkit {
+    pub const REFRESH: &str = "xyz.smech.spk.refresh";
+    pub const INSTALL: &str = "xyz.smech.spk.install";
+    /// Upgrade, roll back, hold and unhold.
+    pub const UPGRADE: &str = "xyz.smech.spk.upgrade";
+    pub const REMOVE: &str = "xyz.smech.spk.remove";
+    pub const CLEAN: &str = "xyz.smech.spk.clean";
+    /// Taking over files of other packages or of none (options `force`, `adopt`).
+    pub const FORCE: &str = "xyz.smech.spk.force";
+}
+
 /// The object path of transaction number `id`.
 pub fn transaction_path(id: u64) -> OwnedObjectPath {
     OwnedObjectPath::try_from(format!("{TRANSACTIONS_PATH}/{id}"))

@@ -433,6 +433,7 @@ impl Engine {
         async {
             tracing::info!(uid = req.requester, "started");
             let started = now();
+            reporter.root_taken();
             reporter.state(TxState::Resolving);
             let mut done = Vec::new();
             let mut notices = Vec::new();

@@ -60,6 +60,8 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     State(TxState),
+    /// The transaction took the root: [`crate::Engine::busy`] is true from now until it ends.
+    RootTaken,
     Progress {
         package: String,
         stage: Stage,
@@ -143,6 +145,10 @@ impl Reporter {
 
     pub fn state(&self, state: TxState) {
         self.send(Event::State(state));
+    }
+
+    pub fn root_taken(&self) {
+        self.send(Event::RootTaken);
     }
 
     pub fn current(&self, name: &str) {

@@ -15,10 +15,9 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use spk_dbus::BUS_NAME;
 use spk_engine::Engine;
 use spk_engine::config::{self, Config};
-
-const BUS_NAME: &str = "xyz.smech.Spk1";
 
 #[derive(Debug, Parser)]
 #[command(name = "spkd", version, about = "SmechOS package manager daemon")]
@@ -135,7 +134,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     .map_err(|e| format!("D-Bus: {e}"))?;
     let conn = builder
-        .serve_at(bus::manager::PATH, manager)
+        .serve_at(spk_dbus::MANAGER_PATH, manager)
         .map_err(|e| format!("D-Bus: {e}"))?
         .build()
         .await

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use zbus::Connection;
 
-use crate::bus::manager::{Manager, PATH};
+use crate::bus::manager::Manager;
+use spk_dbus::MANAGER_PATH as PATH;
 use spk_engine::{Action, Engine, Options, Request};
 
 /// Never check in the first minute after start: the boot check (with its random delay) is

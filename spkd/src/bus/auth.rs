@@ -8,6 +8,7 @@ use zbus::message::Header;
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
 use super::errors::BusError;
+use spk_dbus::names::polkit;
 use spk_engine::Action;
 
 /// The uid of the process that sent `header`.
@@ -30,15 +31,15 @@ pub async fn caller_uid(conn: &Connection, header: &Header<'_>) -> Result<u32, B
 
 /// polkit action id for the options `force` and `adopt` (taking over files of other packages,
 /// or of none), asked in addition to the install or upgrade action.
-pub const FORCE_ACTION: &str = "xyz.smech.spk.force";
+pub const FORCE_ACTION: &str = polkit::FORCE;
 
 /// polkit action id guarding `action`.
 pub fn polkit_action(action: Action) -> &'static str {
     match action {
-        Action::Refresh => "xyz.smech.spk.refresh",
-        Action::Install => "xyz.smech.spk.install",
-        Action::Upgrade | Action::Rollback => "xyz.smech.spk.upgrade",
-        Action::Remove => "xyz.smech.spk.remove",
+        Action::Refresh => polkit::REFRESH,
+        Action::Install => polkit::INSTALL,
+        Action::Upgrade | Action::Rollback => polkit::UPGRADE,
+        Action::Remove => polkit::REMOVE,
     }
 }
 

@@ -1,51 +1,33 @@
-//! The one place where engine errors become D-Bus errors (`xyz.smech.Spk1.Error.<Name>`).
+//! The one place where engine errors become D-Bus errors (`xyz.smech.Spk1.Error.<Name>`, named
+//! in spk-dbus).
 
 use spk_engine::{Error, ErrorKind};
+use zbus::DBusError;
 
-pub const PREFIX: &str = "xyz.smech.Spk1.Error";
+pub use spk_dbus::Error as BusError;
 
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "xyz.smech.Spk1.Error")]
-pub enum BusError {
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    UnknownPackage(String),
-    NotAuthorized(String),
-    Network(String),
-    Verification(String),
-    Conflict(String),
-    Cancelled(String),
-    Io(String),
-    InvalidArgs(String),
-    NotAvailable(String),
-    Busy(String),
-}
-
-impl From<Error> for BusError {
-    fn from(e: Error) -> Self {
-        let msg = e.message();
-        match e.kind() {
-            ErrorKind::UnknownPackage => BusError::UnknownPackage(msg),
-            ErrorKind::NotAuthorized => BusError::NotAuthorized(msg),
-            ErrorKind::Network => BusError::Network(msg),
-            ErrorKind::Verification => BusError::Verification(msg),
-            ErrorKind::Conflict => BusError::Conflict(msg),
-            ErrorKind::Cancelled => BusError::Cancelled(msg),
-            ErrorKind::Io => BusError::Io(msg),
-            ErrorKind::InvalidArgs => BusError::InvalidArgs(msg),
-            ErrorKind::NotAvailable => BusError::NotAvailable(msg),
-            ErrorKind::Busy => BusError::Busy(msg),
-        }
+/// The D-Bus error of an engine error class, carrying `msg`.
+fn of_kind(kind: ErrorKind, msg: String) -> BusError {
+    match kind {
+        ErrorKind::UnknownPackage => BusError::UnknownPackage(msg),
+        ErrorKind::NotAuthorized => BusError::NotAuthorized(msg),
+        ErrorKind::Network => BusError::Network(msg),
+        ErrorKind::Verification => BusError::Verification(msg),
+        ErrorKind::Conflict => BusError::Conflict(msg),
+        ErrorKind::Cancelled => BusError::Cancelled(msg),
+        ErrorKind::Io => BusError::Io(msg),
+        ErrorKind::InvalidArgs => BusError::InvalidArgs(msg),
+        ErrorKind::NotAvailable => BusError::NotAvailable(msg),
+        ErrorKind::Busy => BusError::Busy(msg),
     }
 }
 
-impl From<zbus::fdo::Error> for BusError {
-    fn from(e: zbus::fdo::Error) -> Self {
-        BusError::ZBus(zbus::Error::FDO(Box::new(e)))
-    }
+/// An engine error as the caller receives it.
+pub fn bus_error(e: Error) -> BusError {
+    of_kind(e.kind(), e.message())
 }
 
 /// Full D-Bus error name of an engine error class (the transaction's `ErrorName`).
 pub fn error_name(kind: ErrorKind) -> String {
-    format!("{PREFIX}.{}", kind.name())
+    of_kind(kind, String::new()).name().to_string()
 }

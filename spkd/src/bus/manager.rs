@@ -9,15 +9,18 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::{Connection, interface};
 
-use super::errors::BusError;
+use super::errors::{BusError, bus_error};
 use super::transaction::{self, Transaction};
+use super::wire;
+use spk_dbus::{
+    ChangeOptions, CleanOptions, HistoryRow, Kind, MANAGER_PATH as PATH, PackageRow, PlannedChange,
+    Problem, RepositoryRow,
+};
 use spk_engine::integrity::Detail;
-use spk_engine::{Action, Engine, Options, PackageInfo, Request};
-
-pub const PATH: &str = "/xyz/smech/Spk1";
+use spk_engine::{Action, Engine, Request};
 /// How long a finished transaction stays on the bus for late readers.
 pub const RETENTION: Duration = Duration::from_secs(120);
 /// Most transactions a caller other than root may have queued or running at once: enough for
@@ -68,10 +71,10 @@ impl Manager {
         let mut req = Request {
             action,
             names,
-            options: parse_options(&options)?,
+            options: change_options(&options)?,
             requester: 0,
         };
-        self.engine.validate(&req)?;
+        self.engine.validate(&req).map_err(bus_error)?;
         req.requester = super::auth::authorize(conn, header, action).await?;
         let takes_over = matches!(action, Action::Install | Action::Upgrade)
             && (req.options.force || req.options.adopt);
@@ -126,16 +129,14 @@ impl Manager {
                 .count();
             if uid != 0 && active >= MAX_ACTIVE_PER_UID {
                 tracing::info!(uid, active, "refused a transaction: too many queued");
-                return Err(spk_engine::Error::TooManyTransactions {
+                return Err(bus_error(spk_engine::Error::TooManyTransactions {
                     uid,
                     limit: MAX_ACTIVE_PER_UID,
-                }
-                .into());
+                }));
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let path = OwnedObjectPath::try_from(format!("{PATH}/transaction/{id}"))
-            .map_err(|e| BusError::ZBus(e.into()))?;
+        let path = spk_dbus::transaction_path(id);
         let cancel = self.shutdown.child_token();
         let server = conn.object_server();
         server
@@ -159,9 +160,7 @@ impl Manager {
         let transactions = self.transactions.clone();
         let tx_path = path.clone();
         tokio::spawn(async move {
-            let busy_watch = notify_busy_soon(conn.clone());
             let outcome = transaction::run(engine, req, cancel, iface, &active).await;
-            busy_watch.abort();
             announce(&conn, action, outcome.as_ref().ok()).await;
             tokio::time::sleep(RETENTION).await;
             let _ = conn
@@ -177,14 +176,18 @@ impl Manager {
     }
 }
 
-/// `Busy` flips when a queued transaction gets the root; tell watchers shortly after start.
-fn notify_busy_soon(conn: Connection) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Ok(m) = conn.object_server().interface::<_, Manager>(PATH).await {
-            let _ = m.get().await.busy_changed(m.signal_emitter()).await;
-        }
-    })
+/// A transaction took the root: `Busy` is now true.
+pub async fn announce_busy(conn: &Connection) {
+    if let Ok(m) = conn.object_server().interface::<_, Manager>(PATH).await {
+        let _ = m.get().await.busy_changed(m.signal_emitter()).await;
+    }
+}
+
+/// The options a caller sent to a change method, for the engine.
+fn change_options(options: &HashMap<String, OwnedValue>) -> Result<spk_engine::Options, BusError> {
+    ChangeOptions::from_dict(options)
+        .map(wire::options)
+        .map_err(BusError::InvalidArgs)
 }
 
 /// After a transaction: publish the new update count, busy flag, last refresh, and
@@ -208,102 +211,6 @@ async fn announce(conn: &Connection, action: Action, outcome: Option<&spk_engine
             tracing::warn!(error = %e, "could not emit UpdatesAvailable");
         }
     }
-}
-
-fn parse_options(options: &HashMap<String, OwnedValue>) -> Result<Options, BusError> {
-    let mut out = Options::default();
-    for (key, value) in options {
-        if key == "undo" {
-            out.undo = Some(match &**value {
-                Value::U64(id) => *id,
-                Value::U32(id) => u64::from(*id),
-                v => {
-                    return Err(BusError::InvalidArgs(format!(
-                        "option 'undo' must be a history id (t), not '{}'",
-                        v.value_signature()
-                    )));
-                }
-            });
-            continue;
-        }
-        let flag = match key.as_str() {
-            "reinstall" => &mut out.reinstall,
-            "download-only" => &mut out.download_only,
-            "dry-run" => &mut out.dry_run,
-            "force" => &mut out.force,
-            "adopt" => &mut out.adopt,
-            other => {
-                return Err(BusError::InvalidArgs(format!(
-                    "unknown option '{}' (known: reinstall, download-only, dry-run, force, adopt, undo)",
-                    other.escape_debug()
-                )));
-            }
-        };
-        *flag = match &**value {
-            Value::Bool(b) => *b,
-            v => {
-                return Err(BusError::InvalidArgs(format!(
-                    "option '{key}' must be a boolean, not '{}'",
-                    v.value_signature()
-                )));
-            }
-        };
-    }
-    Ok(out)
-}
-
-fn history_dict(h: spk_engine::db::HistoryEntry) -> HashMap<String, OwnedValue> {
-    let changes: Vec<(String, String, String)> = h
-        .changes
-        .into_iter()
-        .map(|c| (c.name, c.from, c.to))
-        .collect();
-    let mut d = HashMap::new();
-    let mut put = |k: &str, v: Value<'_>| {
-        if let Ok(v) = v.try_to_owned() {
-            d.insert(k.to_owned(), v);
-        }
-    };
-    put("id", h.id.into());
-    put("started", h.started.into());
-    put("finished", h.finished.into());
-    put("uid", h.uid.into());
-    put("kind", h.action.into());
-    put("packages", h.names.into());
-    put("state", h.state.into());
-    put("error", h.error.into());
-    put("changes", changes.into());
-    d
-}
-
-fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
-    let mut d = HashMap::new();
-    let mut put = |k: &str, v: Value<'_>| {
-        if let Ok(v) = v.try_to_owned() {
-            d.insert(k.to_owned(), v);
-        }
-    };
-    put("name", p.name.into());
-    put("kind", p.kind.into());
-    put("state", p.state.into());
-    put("installed-version", p.installed_version.into());
-    put("available-version", p.available_version.into());
-    put("size", p.size.into());
-    put("installed-size", p.installed_size.into());
-    put("description", p.description.into());
-    put("repo", p.repo.into());
-    put("verified-by", p.verified_by.into());
-    put("files", p.files.into());
-    put("problem", p.problem.into());
-    put("held", p.held.into());
-    put(
-        "capabilities",
-        p.capabilities
-            .into_iter()
-            .collect::<HashMap<String, String>>()
-            .into(),
-    );
-    d
 }
 
 #[interface(name = "xyz.smech.Spk1.Manager")]
@@ -381,7 +288,7 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
         super::auth::authorize(conn, &header, Action::Upgrade).await?;
-        self.engine.set_held(&names, true)?;
+        self.engine.set_held(&names, true).map_err(bus_error)?;
         let _ = self.update_count_changed(&emitter).await;
         Ok(())
     }
@@ -395,14 +302,19 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
         super::auth::authorize(conn, &header, Action::Upgrade).await?;
-        self.engine.set_held(&names, false)?;
+        self.engine.set_held(&names, false).map_err(bus_error)?;
         let _ = self.update_count_changed(&emitter).await;
         Ok(())
     }
 
     #[zbus(out_args("packages"))]
-    async fn list_packages(&self) -> Result<Vec<HashMap<String, OwnedValue>>, BusError> {
-        Ok(self.engine.list()?.into_iter().map(package_dict).collect())
+    async fn list_packages(&self) -> Result<Vec<PackageRow>, BusError> {
+        self.engine
+            .list()
+            .map_err(bus_error)?
+            .into_iter()
+            .map(wire::package)
+            .collect()
     }
 
     #[zbus(out_args("transactions"))]
@@ -423,34 +335,28 @@ impl Manager {
         kind: &str,
         names: Vec<String>,
         options: HashMap<String, OwnedValue>,
-    ) -> Result<Vec<(String, String, String, String, u64, u64)>, BusError> {
-        let action = match kind {
-            "install" => Action::Install,
-            "upgrade" => Action::Upgrade,
-            "remove" => Action::Remove,
-            "rollback" => Action::Rollback,
-            other => {
+    ) -> Result<Vec<PlannedChange>, BusError> {
+        let action = match kind.parse::<Kind>() {
+            Ok(Kind::Refresh) | Err(_) => {
                 return Err(BusError::InvalidArgs(format!(
                     "cannot plan '{}': use install, upgrade, remove or rollback",
-                    other.escape_debug()
+                    kind.escape_debug()
                 )));
             }
+            Ok(k) => wire::action(k),
         };
         let req = Request {
             action,
             names,
-            options: parse_options(&options)?,
+            options: change_options(&options)?,
             requester: 0,
         };
-        Ok(self
-            .engine
-            .plan_changes(&req)?
+        self.engine
+            .plan_changes(&req)
+            .map_err(bus_error)?
             .into_iter()
-            .map(|c| {
-                let action = c.action().to_owned();
-                (c.name, action, c.from, c.to, c.download, c.installed_size)
-            })
-            .collect())
+            .map(wire::planned)
+            .collect()
     }
 
     /// Installed files that differ from their package's manifest:
@@ -462,7 +368,7 @@ impl Manager {
         names: Vec<String>,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<Vec<(String, String, String, String)>, BusError> {
+    ) -> Result<Vec<Problem>, BusError> {
         let detail = match super::auth::caller_uid(conn, &header).await? {
             0 => Detail::Full,
             _ => Detail::Redacted,
@@ -470,11 +376,9 @@ impl Manager {
         let engine = self.engine.clone();
         let problems = tokio::task::spawn_blocking(move || engine.verify(&names, detail))
             .await
-            .map_err(|e| BusError::Io(format!("verification stopped: {e}")))??;
-        Ok(problems
-            .into_iter()
-            .map(|p| (p.package, p.path, p.kind.as_str().to_owned(), p.problem))
-            .collect())
+            .map_err(|e| BusError::Io(format!("verification stopped: {e}")))?
+            .map_err(bus_error)?;
+        Ok(problems.into_iter().map(wire::problem).collect())
     }
 
     /// Delete cached tarballs but those of installed versions (all of them with option
@@ -486,53 +390,34 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(u32, u64), BusError> {
-        let mut all = false;
-        for (key, value) in &options {
-            match (key.as_str(), &**value) {
-                ("all", Value::Bool(b)) => all = *b,
-                _ => {
-                    return Err(BusError::InvalidArgs(format!(
-                        "unknown or mistyped option '{}' (known: all, a boolean)",
-                        key.escape_debug()
-                    )));
-                }
-            }
-        }
-        super::auth::authorize_id(conn, &header, "xyz.smech.spk.clean", "clean the cache").await?;
-        Ok(self.engine.clean(all).await?)
+        let CleanOptions { all } =
+            CleanOptions::from_dict(&options).map_err(BusError::InvalidArgs)?;
+        super::auth::authorize_id(
+            conn,
+            &header,
+            spk_dbus::names::polkit::CLEAN,
+            "clean the cache",
+        )
+        .await?;
+        self.engine.clean(all).await.map_err(bus_error)
     }
 
     /// Past install/upgrade/remove transactions, newest first (at most `limit`).
     #[zbus(out_args("entries"))]
-    async fn get_history(&self, limit: u32) -> Result<Vec<HashMap<String, OwnedValue>>, BusError> {
-        let entries = self.engine.history(limit as usize)?;
-        Ok(entries.into_iter().map(history_dict).collect())
+    async fn get_history(&self, limit: u32) -> Result<Vec<HistoryRow>, BusError> {
+        let entries = self.engine.history(limit as usize).map_err(bus_error)?;
+        entries.into_iter().map(wire::history).collect()
     }
 
     /// The configured package sources: name, kind, location, release (as last refreshed),
     /// timestamp (when that index was published; 0 = unknown) and signed (whether that time
     /// is signed by a trusted key).
     #[zbus(out_args("repositories"))]
-    async fn get_repositories(&self) -> Vec<HashMap<String, OwnedValue>> {
+    async fn get_repositories(&self) -> Vec<RepositoryRow> {
         self.engine
             .repositories()
             .into_iter()
-            .map(|r| {
-                let mut d = HashMap::new();
-                for (k, v) in [
-                    ("name", Value::from(r.name)),
-                    ("kind", Value::from(r.kind)),
-                    ("location", Value::from(r.location)),
-                    ("release", Value::from(r.release)),
-                    ("timestamp", Value::from(r.published)),
-                    ("signed", Value::from(r.signed)),
-                ] {
-                    if let Ok(v) = v.try_to_owned() {
-                        d.insert(k.to_owned(), v);
-                    }
-                }
-                d
-            })
+            .map(wire::repository)
             .collect()
     }
 

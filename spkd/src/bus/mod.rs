@@ -5,3 +5,4 @@ pub mod errors;
 pub mod manager;
 pub mod p2p;
 pub mod transaction;
+pub mod wire;

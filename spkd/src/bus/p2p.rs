@@ -5,7 +5,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use zbus::Connection;
 
-use super::manager::{Manager, PATH};
+use super::manager::Manager;
+use spk_dbus::MANAGER_PATH as PATH;
 
 /// Serve `manager` to the peer on socket `fd` (authenticated as the same user).
 pub async fn serve(fd: i32, manager: Manager) -> Result<Connection, String> {

@@ -1,59 +1,51 @@
 //! `xyz.smech.Spk1.Transaction` objects: a transaction's state as properties and signals, and
 //! the task that runs it in the engine and mirrors the engine's events onto the bus.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
+use spk_dbus::{Activity, HookState, Kind, Notice, State};
 use tokio_util::sync::CancellationToken;
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::{Connection, interface};
 
 use super::errors::{BusError, error_name};
-use spk_engine::{Engine, Event, Outcome, Reporter, Request, TxState};
+use super::wire;
+use spk_engine::{Engine, Event, Outcome, Reporter, Request};
 
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub kind: String,
-    pub packages: Vec<String>,
-    pub state: TxState,
-    pub percentage: u32,
-    pub bytes_done: u64,
-    pub bytes_total: u64,
-    pub current: String,
-    pub error_name: String,
-    pub error_message: String,
-    pub requester: u32,
-    /// (package, kind, path, message) of every notice so far.
-    pub notices: Vec<(String, String, String, String)>,
-}
-
+/// One transaction's object: its properties are these fields, changed by [`run`] through
+/// `get_mut()` and announced with the generated `*_changed`.
 pub struct Transaction {
-    status: Arc<Mutex<Status>>,
+    kind: Kind,
+    packages: Vec<String>,
+    state: State,
+    percentage: u32,
+    bytes_done: u64,
+    bytes_total: u64,
+    current_package: String,
+    error_name: String,
+    error_message: String,
+    requester: u32,
+    notices: Vec<Notice>,
     cancel: CancellationToken,
 }
 
 impl Transaction {
     pub fn new(req: &Request, requester: u32, cancel: CancellationToken) -> Transaction {
         Transaction {
-            status: Arc::new(Mutex::new(Status {
-                kind: req.action.as_str().to_owned(),
-                packages: req.names.clone(),
-                state: TxState::Queued,
-                percentage: 0,
-                bytes_done: 0,
-                bytes_total: 0,
-                current: String::new(),
-                error_name: String::new(),
-                error_message: String::new(),
-                requester,
-                notices: Vec::new(),
-            })),
+            kind: wire::kind(req.action),
+            packages: req.names.clone(),
+            state: State::Queued,
+            percentage: 0,
+            bytes_done: 0,
+            bytes_total: 0,
+            current_package: String::new(),
+            error_name: String::new(),
+            error_message: String::new(),
+            requester,
+            notices: Vec::new(),
             cancel,
         }
-    }
-
-    fn read<T>(&self, f: impl FnOnce(&Status) -> T) -> T {
-        f(&self.status.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -66,7 +58,7 @@ impl Transaction {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
         let uid = super::auth::caller_uid(conn, &header).await?;
-        if uid != 0 && uid != self.read(|s| s.requester) {
+        if uid != 0 && uid != self.requester {
             return Err(BusError::NotAuthorized(format!(
                 "uid {uid} may not cancel another user's transaction"
             )));
@@ -76,69 +68,68 @@ impl Transaction {
     }
 
     #[zbus(property)]
-    fn kind(&self) -> String {
-        self.read(|s| s.kind.clone())
+    fn kind(&self) -> Kind {
+        self.kind
     }
 
     #[zbus(property)]
     fn packages(&self) -> Vec<String> {
-        self.read(|s| s.packages.clone())
+        self.packages.clone()
     }
 
     #[zbus(property)]
-    fn state(&self) -> String {
-        self.read(|s| s.state.as_str().to_owned())
+    fn state(&self) -> State {
+        self.state
     }
 
     #[zbus(property)]
     fn percentage(&self) -> u32 {
-        self.read(|s| s.percentage)
+        self.percentage
     }
 
     #[zbus(property)]
     fn bytes_done(&self) -> u64 {
-        self.read(|s| s.bytes_done)
+        self.bytes_done
     }
 
     #[zbus(property)]
     fn bytes_total(&self) -> u64 {
-        self.read(|s| s.bytes_total)
+        self.bytes_total
     }
 
     #[zbus(property)]
     fn current_package(&self) -> String {
-        self.read(|s| s.current.clone())
+        self.current_package.clone()
     }
 
     #[zbus(property)]
     fn error_name(&self) -> String {
-        self.read(|s| s.error_name.clone())
+        self.error_name.clone()
     }
 
     #[zbus(property)]
     fn error_message(&self) -> String {
-        self.read(|s| s.error_message.clone())
+        self.error_message.clone()
     }
 
     #[zbus(property)]
     fn requester(&self) -> u32 {
-        self.read(|s| s.requester)
+        self.requester
     }
 
     /// What the admin should know although nothing failed: (package, kind, path, message).
     #[zbus(property)]
-    fn notices(&self) -> Vec<(String, String, String, String)> {
-        self.read(|s| s.notices.clone())
+    fn notices(&self) -> Vec<Notice> {
+        self.notices.clone()
     }
 
-    /// A transaction hook started (state "running") or ended ("succeeded", "failed",
-    /// "skipped", "timed-out"), with the end of what it printed.
+    /// A transaction hook started or ended, with the end of what it printed.
     #[zbus(signal)]
     async fn hook(
         emitter: &SignalEmitter<'_>,
         name: &str,
         description: &str,
-        state: &str,
+        state: HookState,
         output: &str,
     ) -> zbus::Result<()>;
 
@@ -146,7 +137,7 @@ impl Transaction {
     async fn notice(
         emitter: &SignalEmitter<'_>,
         package: &str,
-        kind: &str,
+        kind: spk_dbus::NoticeKind,
         path: &str,
         message: &str,
     ) -> zbus::Result<()>;
@@ -155,7 +146,7 @@ impl Transaction {
     async fn progress(
         emitter: &SignalEmitter<'_>,
         package: &str,
-        stage: &str,
+        stage: Activity,
         done: u64,
         total: u64,
     ) -> zbus::Result<()>;
@@ -170,16 +161,15 @@ impl Transaction {
     #[zbus(signal)]
     async fn finished(
         emitter: &SignalEmitter<'_>,
-        state: &str,
+        state: State,
         error_name: &str,
         message: &str,
     ) -> zbus::Result<()>;
 }
 
-/// Run `req` in the engine and mirror its events onto the transaction object at `iface`.
-/// Returns the outcome (for the manager's follow-up: update count, signals).
-/// Run `req` as the transaction `iface`; `active` turns false as its final state is set, before
-/// `Finished` (from then on, a Refresh call does not join it).
+/// Run `req` as the transaction `iface` in the engine, mirroring the engine's events onto it;
+/// `active` turns false as its final state is set, before `Finished` (from then on, a Refresh
+/// call does not join it). Returns the outcome, for the manager's follow-up.
 pub async fn run(
     engine: Arc<Engine>,
     req: Request,
@@ -187,7 +177,6 @@ pub async fn run(
     iface: InterfaceRef<Transaction>,
     active: &AtomicBool,
 ) -> Result<Outcome, spk_engine::Error> {
-    let status = iface.get().await.status.clone();
     let (reporter, mut events) = Reporter::new();
     // The engine runs in its own task: a panic there fails this transaction, not the daemon.
     let work = tokio::spawn({
@@ -199,9 +188,8 @@ pub async fn run(
             result
         }
     });
-    let emitter = iface.signal_emitter().clone();
     while let Some(event) = events.recv().await {
-        if let Err(e) = mirror(&iface, &status, &emitter, event).await {
+        if let Err(e) = mirror(&iface, event).await {
             tracing::debug!(error = %e, "could not emit a transaction signal");
         }
     }
@@ -213,63 +201,56 @@ pub async fn run(
         )),
     };
     let (state, name, message) = match &result {
-        Ok(_) => (TxState::Finished, String::new(), String::new()),
+        Ok(_) => (State::Finished, String::new(), String::new()),
         Err(e) => {
             let state = if e.kind() == spk_engine::ErrorKind::Cancelled {
-                TxState::Cancelled
+                State::Cancelled
             } else {
-                TxState::Failed
+                State::Failed
             };
             (state, error_name(e.kind()), e.message())
         }
     };
+    let emitter = iface.signal_emitter();
     {
-        let mut s = status.lock().unwrap_or_else(PoisonError::into_inner);
-        s.state = state;
-        s.error_name = name.clone();
-        s.error_message = message.clone();
-        if state == TxState::Finished {
-            s.percentage = 100;
+        let mut t = iface.get_mut().await;
+        t.state = state;
+        t.error_name.clone_from(&name);
+        t.error_message.clone_from(&message);
+        if state == State::Finished {
+            t.percentage = 100;
         }
         active.store(false, Ordering::Release);
+        let _ = t.percentage_changed(emitter).await;
+        let _ = t.error_name_changed(emitter).await;
+        let _ = t.error_message_changed(emitter).await;
+        let _ = t.state_changed(emitter).await;
     }
-    let t = iface.get().await;
-    let _ = t.percentage_changed(&emitter).await;
-    let _ = t.error_name_changed(&emitter).await;
-    let _ = t.error_message_changed(&emitter).await;
-    let _ = t.state_changed(&emitter).await;
-    drop(t);
-    if let Err(e) = Transaction::finished(&emitter, state.as_str(), &name, &message).await {
+    if let Err(e) = Transaction::finished(emitter, state, &name, &message).await {
         tracing::warn!(error = %e, "could not emit Finished");
     }
     result
 }
 
-async fn mirror(
-    iface: &InterfaceRef<Transaction>,
-    status: &Mutex<Status>,
-    emitter: &SignalEmitter<'_>,
-    event: Event,
-) -> zbus::Result<()> {
-    let update = |f: &dyn Fn(&mut Status) -> bool| {
-        let mut s = status.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut s)
-    };
+/// One engine event onto the transaction's object: a property change (only when the value
+/// changed) or a signal.
+async fn mirror(iface: &InterfaceRef<Transaction>, event: Event) -> zbus::Result<()> {
+    let emitter = iface.signal_emitter();
     match event {
         Event::State(state) => {
-            update(&|s| {
-                s.state = state;
-                true
-            });
-            iface.get().await.state_changed(emitter).await?;
+            let state = wire::state(state);
+            let mut t = iface.get_mut().await;
+            if t.state != state {
+                t.state = state;
+                t.state_changed(emitter).await?;
+            }
         }
+        Event::RootTaken => super::manager::announce_busy(emitter.connection()).await,
         Event::Current(name) => {
-            if update(&|s| {
-                let changed = s.current != name;
-                s.current.clone_from(&name);
-                changed
-            }) {
-                iface.get().await.current_package_changed(emitter).await?;
+            let mut t = iface.get_mut().await;
+            if t.current_package != name {
+                t.current_package = name;
+                t.current_package_changed(emitter).await?;
             }
         }
         Event::Overall {
@@ -277,21 +258,15 @@ async fn mirror(
             bytes_done,
             bytes_total,
         } => {
-            let (pct, bytes) = {
-                let mut s = status.lock().unwrap_or_else(PoisonError::into_inner);
-                let pct = s.percentage != percentage;
-                let bytes = s.bytes_done != bytes_done || s.bytes_total != bytes_total;
-                s.percentage = percentage;
-                s.bytes_done = bytes_done;
-                s.bytes_total = bytes_total;
-                (pct, bytes)
-            };
-            let t = iface.get().await;
-            if bytes {
+            let mut t = iface.get_mut().await;
+            if t.bytes_done != bytes_done || t.bytes_total != bytes_total {
+                t.bytes_done = bytes_done;
+                t.bytes_total = bytes_total;
                 t.bytes_done_changed(emitter).await?;
                 t.bytes_total_changed(emitter).await?;
             }
-            if pct {
+            if t.percentage != percentage {
+                t.percentage = percentage;
                 t.percentage_changed(emitter).await?;
             }
         }
@@ -301,7 +276,7 @@ async fn mirror(
             done,
             total,
         } => {
-            Transaction::progress(emitter, &package, stage.as_str(), done, total).await?;
+            Transaction::progress(emitter, &package, wire::activity(stage), done, total).await?;
         }
         Event::PackageDone { name, version } => {
             Transaction::package_done(emitter, &name, &version).await?;
@@ -312,21 +287,17 @@ async fn mirror(
             state,
             output,
         } => {
-            Transaction::hook(emitter, &name, &description, &state, &output).await?;
+            let state = wire::hook_state(&state);
+            Transaction::hook(emitter, &name, &description, state, &output).await?;
         }
         Event::Notice(n) => {
-            let kind = n.kind.as_str();
-            update(&|s| {
-                s.notices.push((
-                    n.package.clone(),
-                    kind.to_owned(),
-                    n.path.clone(),
-                    n.message.clone(),
-                ));
-                true
-            });
-            iface.get().await.notices_changed(emitter).await?;
-            Transaction::notice(emitter, &n.package, kind, &n.path, &n.message).await?;
+            let n = wire::notice(n);
+            {
+                let mut t = iface.get_mut().await;
+                t.notices.push(n.clone());
+                t.notices_changed(emitter).await?;
+            }
+            Transaction::notice(emitter, &n.package, n.kind, &n.path, &n.message).await?;
         }
     }
     Ok(())
