@@ -92,6 +92,21 @@ impl Manager {
         self.spawn(conn, req).await
     }
 
+    /// Hold or release `names` (Hold, Unhold): the upgrade right decides.
+    async fn set_held(
+        &self,
+        names: &[String],
+        hold: bool,
+        header: &Header<'_>,
+        conn: &Connection,
+        emitter: &SignalEmitter<'_>,
+    ) -> Result<(), BusError> {
+        super::auth::authorize(conn, header, Action::Upgrade).await?;
+        self.engine.set_held(names, hold).map_err(bus_error)?;
+        let _ = self.update_count_changed(emitter).await;
+        Ok(())
+    }
+
     /// The Refresh queued or running now, if any.
     fn active_refresh(list: &[Published]) -> Option<OwnedObjectPath> {
         list.iter()
@@ -287,10 +302,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
-        super::auth::authorize(conn, &header, Action::Upgrade).await?;
-        self.engine.set_held(&names, true).map_err(bus_error)?;
-        let _ = self.update_count_changed(&emitter).await;
-        Ok(())
+        self.set_held(&names, true, &header, conn, &emitter).await
     }
 
     /// Release held packages.
@@ -301,10 +313,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), BusError> {
-        super::auth::authorize(conn, &header, Action::Upgrade).await?;
-        self.engine.set_held(&names, false).map_err(bus_error)?;
-        let _ = self.update_count_changed(&emitter).await;
-        Ok(())
+        self.set_held(&names, false, &header, conn, &emitter).await
     }
 
     #[zbus(out_args("packages"))]
