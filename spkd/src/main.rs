@@ -58,17 +58,31 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Two runtimes: transactions (xz decoding, hashing, file writes and fsyncs) run on their
+    // own threads, so that they never hold up the one that answers D-Bus calls: a client
+    // reading Percentage during an install gets its answer at once.
+    let runtimes = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("spkd-bus")
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
+        .and_then(|bus| {
+            let work = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("spkd-work")
+                .enable_all()
+                .build()?;
+            Ok((bus, work))
+        });
+    let (runtime, work) = match runtimes {
+        Ok(rts) => rts,
         Err(e) => {
             eprintln!("spkd: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args, work.handle().clone()));
+    work.shutdown_timeout(Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -78,7 +92,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// Serve spkd's API; transactions run on `work`.
+async fn run(args: Args, work: tokio::runtime::Handle) -> Result<(), String> {
     // spkd's own files (database, cache) get 0644/0755; unpack restores group/other write
     // bits that a package asks for (see `unpack::UMASK`).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(spk_engine::unpack::UMASK));
@@ -116,7 +131,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     let shutdown = CancellationToken::new();
-    let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone());
+    let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone(), work);
     if let Some(fd) = args.p2p_fd {
         let conn = bus::p2p::serve(fd, manager).await?;
         tracing::info!("serving one client over a peer-to-peer connection");

@@ -47,16 +47,23 @@ pub struct Manager {
     admission: tokio::sync::Mutex<()>,
     /// Parent of every transaction's token: cancelled on shutdown.
     shutdown: CancellationToken,
+    /// The runtime transactions run on, apart from the one serving the bus.
+    work: tokio::runtime::Handle,
 }
 
 impl Manager {
-    pub fn new(engine: Arc<Engine>, shutdown: CancellationToken) -> Manager {
+    pub fn new(
+        engine: Arc<Engine>,
+        shutdown: CancellationToken,
+        work: tokio::runtime::Handle,
+    ) -> Manager {
         Manager {
             engine,
             next_id: AtomicU64::new(1),
             transactions: Arc::default(),
             admission: tokio::sync::Mutex::new(()),
             shutdown,
+            work,
         }
     }
 
@@ -171,11 +178,12 @@ impl Manager {
         tracing::info!(%path, uid, action = action.as_str(), names = ?req.names, "transaction queued");
 
         let engine = self.engine.clone();
+        let work = self.work.clone();
         let conn = conn.clone();
         let transactions = self.transactions.clone();
         let tx_path = path.clone();
         tokio::spawn(async move {
-            let outcome = transaction::run(engine, req, cancel, iface, &active).await;
+            let outcome = transaction::run(engine, &work, req, cancel, iface, &active).await;
             announce(&conn, action, outcome.as_ref().ok()).await;
             tokio::time::sleep(RETENTION).await;
             let _ = conn

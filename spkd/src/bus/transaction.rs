@@ -172,14 +172,16 @@ impl Transaction {
 /// call does not join it). Returns the outcome, for the manager's follow-up.
 pub async fn run(
     engine: Arc<Engine>,
+    work: &tokio::runtime::Handle,
     req: Request,
     cancel: CancellationToken,
     iface: InterfaceRef<Transaction>,
     active: &AtomicBool,
 ) -> Result<Outcome, spk_engine::Error> {
     let (reporter, mut events) = Reporter::new();
-    // The engine runs in its own task: a panic there fails this transaction, not the daemon.
-    let work = tokio::spawn({
+    // The engine runs in its own task, on the work runtime: a panic there fails this
+    // transaction, not the daemon.
+    let work = work.spawn({
         let cancel = cancel.clone();
         async move {
             let result = engine.run(&req, &reporter, &cancel).await;
