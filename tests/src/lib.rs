@@ -29,6 +29,7 @@ pub mod real_root;
 pub mod repo;
 pub mod snapshot;
 pub mod system_bus;
+pub mod terminal;
 pub mod tls;
 
 pub use fixture::Env;

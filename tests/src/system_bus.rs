@@ -14,8 +14,40 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::bus::Bus;
+use crate::bus::{Bus, BusConfig};
 use crate::daemon::{binary, workspace_root};
+
+/// The default policy of Debian's `/usr/share/dbus-1/system.conf`.
+const SYSTEM_DEFAULT_POLICY: &str = r#"  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
+          send_member="UpdateActivationEnvironment"/>
+  </policy>
+"#;
+
+/// polkit's policy file (the one Debian's `polkitd` installs in `system.d/`).
+const POLKIT_POLICY: &str = r#"  <policy user="polkitd">
+    <allow own="org.freedesktop.PolicyKit1"/>
+    <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
+  </policy>
+  <policy context="default">
+    <allow send_destination="org.freedesktop.PolicyKit1"/>
+  </policy>
+"#;
 
 /// The uid and gid of `nobody`, the unprivileged caller of the policy tests.
 pub const NOBODY: u32 = 65534;
@@ -42,22 +74,11 @@ impl SystemBus {
     /// everyone may call it. See [`crate::polkit::Polkit`].
     pub fn start_with_polkit(dir: &Path) -> SystemBus {
         let policy = dir.join("org.freedesktop.PolicyKit1.conf");
-        std::fs::write(
-            &policy,
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="polkitd">
-    <allow own="org.freedesktop.PolicyKit1"/>
-    <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
-  </policy>
-  <policy context="default">
-    <allow send_destination="org.freedesktop.PolicyKit1"/>
-  </policy>
-</busconfig>
-"#,
-        )
-        .expect("write polkit's bus policy");
+        BusConfig {
+            policies: POLKIT_POLICY,
+            ..BusConfig::default()
+        }
+        .write(&policy);
         SystemBus::start_with(dir, None, &[&policy])
     }
 
@@ -65,52 +86,19 @@ impl SystemBus {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .expect("open the bus directory to other users");
         let config = dir.join("system-bus.conf");
-        let policy = workspace_root().join("dbus/xyz.smech.Spk1.conf");
-        let servicedir = servicedir
-            .map(|d| format!("  <servicedir>{}</servicedir>\n", d.display()))
-            .unwrap_or_default();
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-{servicedir}  <!-- The default policy of Debian's /usr/share/dbus-1/system.conf. -->
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
-          send_member="UpdateActivationEnvironment"/>
-  </policy>
-  <!-- What /usr/share/dbus-1/system.d/ holds once spk is installed. -->
-  <include>{policy}</include>
-{includes}</busconfig>
-"#,
-                socket = dir.join("system_bus_socket").display(),
-                policy = policy.display(),
-                includes = includes
-                    .iter()
-                    .map(|p| format!("  <include>{}</include>\n", p.display()))
-                    .collect::<String>(),
-            ),
-        )
-        .expect("write system bus config");
+        // What /usr/share/dbus-1/system.d/ holds once spk is installed, then any other files.
+        let spk_policy = workspace_root().join("dbus/xyz.smech.Spk1.conf");
+        let includes: Vec<&Path> = std::iter::once(spk_policy.as_path())
+            .chain(includes.iter().copied())
+            .collect();
+        BusConfig {
+            bus_type: Some("system"),
+            listen: Some(&dir.join("system_bus_socket")),
+            servicedir,
+            policies: SYSTEM_DEFAULT_POLICY,
+            includes: &includes,
+        }
+        .write(&config);
         let log = dir.join("system-bus.log");
         SystemBus {
             bus: Bus::with_config(&config, &log),

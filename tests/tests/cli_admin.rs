@@ -1,7 +1,7 @@
 //! spkctl as an admin and an installer use it: `--root` with no bus at all, `monitor` and
 //! `cancel` of transactions started elsewhere, `history` across restarts, `verify`, the `--json`
 //! shapes, `--dry-run`, and a terminal session (prompt, progress, summary, Ctrl-C, `NO_COLOR`)
-//! under a real pseudo-terminal (util-linux `script`).
+//! under a real pseudo-terminal ([`spk_tests::terminal`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +13,9 @@ use spk_tests::client::TRANSACTION;
 use spk_tests::daemon::binary;
 use spk_tests::fixture::index_config;
 use spk_tests::repo::noise;
+use spk_tests::terminal::{
+    self, drawn_lines, on_terminal, on_terminal_sized, read_until, strip_escapes,
+};
 use spk_tests::{Env, Fault, HttpServer, Package, Repo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -690,55 +693,6 @@ async fn dry_runs_show_the_plan_and_change_nothing() {
     assert_eq!(info.json()["installed-version"], "1", "{info}");
 }
 
-/// What a terminal showed.
-struct TermRun {
-    code: Option<i32>,
-    /// Everything written to the terminal (stdout and stderr, with `\r\n` line ends).
-    screen: String,
-}
-
-impl std::fmt::Display for TermRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code {:?}; the terminal showed:\n{}",
-            self.code,
-            self.screen.escape_debug()
-        )
-    }
-}
-
-/// Quote for `sh`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// `script` running `spkctl --bus ADDR ARGS` on a COLSx30 pseudo-terminal, with `vars` added
-/// to the environment (and `NO_COLOR` removed unless given); what is written to `stdin` is
-/// typed at the terminal.
-fn terminal(env: &Env, args: &[&str], vars: &[(&str, &str)], cols: u16) -> tokio::process::Command {
-    let mut line = format!(
-        "stty cols {cols} rows 30; exec {} --bus {}",
-        sh_quote(&binary("spkctl").to_string_lossy()),
-        sh_quote(env.bus.address())
-    );
-    for a in args {
-        line.push(' ');
-        line.push_str(&sh_quote(a));
-    }
-    let mut command = tokio::process::Command::new("script");
-    command
-        .args(["-qfec", &line, "/dev/null"])
-        .env("TERM", "xterm-256color")
-        .env_remove("NO_COLOR")
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
 /// A mirror slow enough (160 KiB/s, 1.6 s for plasma) that progress is drawn mid-download.
 fn slow_mirror_for_bars(env: &Env) {
     env.server.set_fault_times(
@@ -749,33 +703,6 @@ fn slow_mirror_for_bars(env: &Env) {
         },
         1,
     );
-}
-
-/// Run spkctl on a 100-column terminal, typing `typed`, to its end.
-async fn on_terminal(env: &Env, args: &[&str], typed: &str, vars: &[(&str, &str)]) -> TermRun {
-    on_terminal_sized(env, args, typed, vars, 100).await
-}
-
-async fn on_terminal_sized(
-    env: &Env,
-    args: &[&str],
-    typed: &str,
-    vars: &[(&str, &str)],
-    cols: u16,
-) -> TermRun {
-    let mut child = terminal(env, args, vars, cols).spawn().expect("run script");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(typed.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("spkctl on a terminal did not finish in 60 s")
-        .unwrap();
-    TermRun {
-        code: out.status.code(),
-        screen: String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
-    }
 }
 
 #[tokio::test]
@@ -888,58 +815,6 @@ async fn a_narrow_terminal_gets_progress_lines_that_fit() {
     );
 }
 
-/// `text` without ANSI control sequences (`ESC [ … final byte`, and other `ESC x` pairs).
-fn strip_escapes(text: &str) -> String {
-    replace_escapes(text, "")
-}
-
-/// The lines a terminal `cols` wide draws: control sequences that move the cursor end a line,
-/// and so does reaching the right margin (indicatif pads a line with spaces to the full width
-/// to clear it, and the terminal wraps there); the padding is cut.
-fn drawn_lines(text: &str, cols: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    for piece in replace_escapes(text, "\n").split(['\r', '\n']) {
-        let chars: Vec<char> = piece.chars().collect();
-        for line in chars.chunks(cols) {
-            let line: String = line.iter().collect();
-            let line = line.trim_end();
-            if !line.is_empty() {
-                lines.push(line.to_owned());
-            }
-        }
-    }
-    lines
-}
-
-/// `text` with every ANSI control sequence replaced by `with`, but colours and weights (SGR,
-/// `ESC [ … m`) simply dropped: they do not move the cursor.
-fn replace_escapes(text: &str, with: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        if chars.next_if_eq(&'[').is_some() {
-            let mut last = None;
-            for c in chars.by_ref() {
-                if ('\x40'..='\x7e').contains(&c) {
-                    last = Some(c);
-                    break;
-                }
-            }
-            if last != Some('m') {
-                out.push_str(with);
-            }
-        } else {
-            chars.next();
-            out.push_str(with);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn no_color_on_a_terminal_means_no_escape_codes() {
     let env = Env::new(&Repo::new().with(plasma("1"))).await;
@@ -960,23 +835,6 @@ async fn no_color_on_a_terminal_means_no_escape_codes() {
     );
 }
 
-/// Read the terminal until it shows `text` (or panic after 30 s); returns all read so far.
-async fn read_until(stdout: &mut tokio::process::ChildStdout, seen: &mut String, text: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut buf = [0u8; 4096];
-    while !seen.contains(text) {
-        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("the terminal never showed {text:?}:\n{seen}"))
-            .unwrap();
-        assert!(
-            n > 0,
-            "the terminal closed before showing {text:?}:\n{seen}"
-        );
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-}
-
 #[tokio::test]
 async fn ctrl_c_on_a_terminal_asks_before_cancelling() {
     let env = Env::new(&Repo::new().with(plasma("1")).with(qt6())).await;
@@ -989,9 +847,14 @@ async fn ctrl_c_on_a_terminal_asks_before_cancelling() {
             every: Duration::from_millis(200),
         },
     );
-    let mut child = terminal(&env, &["--yes", "install", "plasma"], &[], 100)
-        .spawn()
-        .unwrap();
+    let mut child = terminal::spkctl(
+        &env,
+        &["--yes", "install", "plasma"],
+        &[],
+        terminal::COLUMNS,
+    )
+    .spawn()
+    .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = String::new();

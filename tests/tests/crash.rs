@@ -5,8 +5,10 @@
 //! only its transaction.
 
 use std::os::unix::process::ExitStatusExt;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use spk_tests::repo::Entry;
 use spk_tests::{Env, Package, Repo};
 
@@ -155,84 +157,86 @@ async fn next_upgrade_works(env: &Env) {
     env.spkctl(&["verify"]).await.assert_success();
 }
 
-/// Upgrade plasma 1 → 2 with spkd crashing at `point`; return the environment after the
-/// restart, and what the root held before.
-async fn upgrade_crashing_at(point: &str) -> Env {
+/// The crashes, one row each: the failpoint spkd aborts at, the spkctl command it aborts in,
+/// plasma's version once spkd is started again (`None`: not installed), and what the user
+/// finds. An `upgrade` goes from plasma 1 to 2, an `install` is plasma 1's first, a `remove`
+/// removes plasma 1.
+#[rustfmt::skip]
+const CASES: &[(&str, &[&str], Option<u32>, &str)] = &[
+    // failpoint               command                   version   what the user finds
+    ("stage.mid-unpack",       &["upgrade"],             Some(1),  "a crash while unpacking leaves the old version"),
+    ("commit.before-journal",  &["upgrade"],             Some(1),  "a crash before the journal entry leaves the old version"),
+    ("commit.mid-place",       &["upgrade"],             Some(2),  "a crash with half the files in place rolls forward to the new version"),
+    ("commit.after-place",     &["upgrade"],             Some(2),  "a crash after placing the files rolls forward to the new version"),
+    ("commit.before-complete", &["upgrade"],             Some(2),  "a crash before the database records the commit rolls forward"),
+    ("commit.mid-place",       &["install", "plasma"],   Some(1),  "a crash in the middle of a first install rolls forward"),
+    ("commit.before-complete", &["remove", "plasma"],    None,     "a crash during a removal rolls forward to removed"),
+];
+
+/// One row of [`CASES`]: set the root up for `command`, crash spkd at `point` in it, start spkd
+/// again, and check that plasma is wholly at `expected` and the next transaction works.
+async fn crash_case(point: &str, command: &[&str], expected: Option<u32>) {
     let mut env = Env::new(&repo(1)).await;
-    env.spkctl(&["install", "plasma"]).await.assert_success();
-    env.publish(&repo(2));
+    match command[0] {
+        "upgrade" => {
+            env.spkctl(&["install", "plasma"]).await.assert_success();
+            env.publish(&repo(2));
+        }
+        "install" => {}
+        "remove" => {
+            env.spkctl(&["install", "plasma"]).await.assert_success();
+        }
+        other => panic!("no set-up for a crash in `spkctl {other}`"),
+    }
 
-    crash_at(&mut env, point, &["upgrade"]).await;
-    env
+    crash_at(&mut env, point, command).await;
+
+    match expected {
+        Some(version) => assert_root_is(&env, &[plasma(version)]),
+        None => assert_root_is(&env, &[]),
+    }
+    assert_consistent(&env, expected).await;
+    match expected {
+        Some(_) => next_upgrade_works(&env).await,
+        None => {
+            env.spkctl(&["install", "plasma"]).await.assert_success();
+            assert_root_is(&env, &[plasma(1)]);
+        }
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|m| (*m).to_owned()))
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
 }
 
 #[tokio::test]
-async fn a_crash_while_unpacking_leaves_the_old_version() {
-    let env = upgrade_crashing_at("stage.mid-unpack").await;
-
-    assert_root_is(&env, &[plasma(1)]);
-    assert_consistent(&env, Some(1)).await;
-    next_upgrade_works(&env).await;
-}
-
-#[tokio::test]
-async fn a_crash_before_the_journal_entry_leaves_the_old_version() {
-    let env = upgrade_crashing_at("commit.before-journal").await;
-
-    assert_root_is(&env, &[plasma(1)]);
-    assert_consistent(&env, Some(1)).await;
-    next_upgrade_works(&env).await;
-}
-
-#[tokio::test]
-async fn a_crash_with_half_the_files_in_place_rolls_forward_to_the_new_version() {
-    let env = upgrade_crashing_at("commit.mid-place").await;
-
-    assert_root_is(&env, &[plasma(2)]);
-    assert_consistent(&env, Some(2)).await;
-    next_upgrade_works(&env).await;
-}
-
-#[tokio::test]
-async fn a_crash_after_placing_the_files_rolls_forward_to_the_new_version() {
-    let env = upgrade_crashing_at("commit.after-place").await;
-
-    assert_root_is(&env, &[plasma(2)]);
-    assert_consistent(&env, Some(2)).await;
-    next_upgrade_works(&env).await;
-}
-
-#[tokio::test]
-async fn a_crash_before_the_database_records_the_commit_rolls_forward() {
-    let env = upgrade_crashing_at("commit.before-complete").await;
-
-    assert_root_is(&env, &[plasma(2)]);
-    assert_consistent(&env, Some(2)).await;
-    next_upgrade_works(&env).await;
-}
-
-#[tokio::test]
-async fn a_crash_in_the_middle_of_a_first_install_rolls_forward() {
-    let mut env = Env::new(&repo(1)).await;
-
-    crash_at(&mut env, "commit.mid-place", &["install", "plasma"]).await;
-
-    assert_root_is(&env, &[plasma(1)]);
-    assert_consistent(&env, Some(1)).await;
-    next_upgrade_works(&env).await;
-}
-
-#[tokio::test]
-async fn a_crash_during_a_removal_rolls_forward_to_removed() {
-    let mut env = Env::new(&repo(1)).await;
-    env.spkctl(&["install", "plasma"]).await.assert_success();
-
-    crash_at(&mut env, "commit.before-complete", &["remove", "plasma"]).await;
-
-    assert_root_is(&env, &[]);
-    assert_consistent(&env, None).await;
-    env.spkctl(&["install", "plasma"]).await.assert_success();
-    assert_root_is(&env, &[plasma(1)]);
+async fn a_crash_at_each_failpoint_leaves_one_whole_version() {
+    let mut failed = Vec::new();
+    for &(point, command, expected, outcome) in CASES {
+        let case = AssertUnwindSafe(crash_case(point, command, expected))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = case {
+            let version = expected.map_or("not installed".to_owned(), |v| format!("{v}.0-1"));
+            failed.push(format!(
+                "failpoint {point} in `spkctl {}` (expected plasma {version}: {outcome}):\n{}",
+                command.join(" "),
+                panic_message(&*panic)
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} crash cases failed:\n\n{}",
+        failed.len(),
+        CASES.len(),
+        failed.join("\n\n")
+    );
 }
 
 #[tokio::test]
