@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::change::Change;
 use crate::error::{Error, Result};
 use crate::index::PackageKind;
 use crate::manifest::{FileKind, FileRecord};
@@ -102,7 +103,7 @@ pub struct HistoryEntry {
     pub state: String,
     pub error: String,
     /// What changed on disk (also for a transaction that failed after some commits).
-    pub changes: Vec<crate::engine::Change>,
+    pub changes: Vec<Change>,
     /// What the admin was told (kept configuration files…).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<crate::notice::Notice>,

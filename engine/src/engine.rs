@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::{PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cache::{self, Cache};
 use crate::catalog::{Available, Catalog, Refused, RepoSnapshot};
+use crate::change::Change;
 use crate::commit::committer::{self, Committer};
 use crate::commit::plan::{self as commit_plan, Plan};
 use crate::config::Config;
@@ -111,33 +111,6 @@ pub struct RepoInfo {
 pub struct RepoFailure {
     pub repo: String,
     pub error: Error,
-}
-
-/// What a transaction (would) do to one package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    pub name: String,
-    /// Installed version before; empty when it was not installed.
-    pub from: String,
-    /// Version after; empty when removed.
-    pub to: String,
-    /// Bytes to download (0 when the cache has it or nothing is downloaded).
-    #[serde(default)]
-    pub download: u64,
-    #[serde(default)]
-    pub installed_size: u64,
-}
-
-impl Change {
-    /// install | upgrade | reinstall | remove
-    pub fn action(&self) -> &'static str {
-        match (self.from.is_empty(), self.to.is_empty()) {
-            (true, _) => "install",
-            (false, true) => "remove",
-            (false, false) if self.from == self.to => "reinstall",
-            (false, false) => "upgrade",
-        }
-    }
 }
 
 /// A package as `ListPackages` and `info` show it.

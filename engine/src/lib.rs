@@ -5,6 +5,7 @@
 pub mod builds;
 pub mod cache;
 pub mod catalog;
+pub mod change;
 pub mod commit;
 pub mod config;
 pub mod db;
@@ -31,6 +32,7 @@ pub mod sysusers;
 pub mod unpack;
 pub mod verify;
 
-pub use engine::{Action, Change, Engine, Options, Outcome, PackageInfo, RepoInfo, Request};
+pub use change::Change;
+pub use engine::{Action, Engine, Options, Outcome, PackageInfo, RepoInfo, Request};
 pub use error::{Error, ErrorKind, Result};
 pub use progress::{Event, Reporter, Stage, TxState};
