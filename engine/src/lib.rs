@@ -1,12 +1,14 @@
 //! spk's engine: package sources, verified streaming downloads, safe unpacking into staging,
 //! atomic commits into a target root, and the package database. It knows nothing of D-Bus or
-//! terminals; `spkd`'s bus layer is a thin adapter over [`engine::Engine`].
+//! terminals; `spkd`'s bus layer is a thin adapter over [`Engine`].
 
 pub mod builds;
 pub mod cache;
+mod caching;
 pub mod catalog;
 pub mod change;
 pub mod commit;
+mod commit_staged;
 pub mod config;
 pub mod db;
 pub mod engine;
@@ -15,6 +17,9 @@ pub mod error;
 pub mod failpoint;
 pub mod fcaps;
 pub mod fetch;
+mod fetch_all;
+mod holds;
+mod hook_runner;
 pub mod hooks;
 pub mod index;
 pub mod integrity;
@@ -24,15 +29,22 @@ pub mod manifest;
 pub mod mounts;
 pub mod notice;
 pub mod ownership;
+mod planning;
 pub mod progress;
+mod query;
+mod recovery;
+mod refresh;
+pub mod request;
 pub mod signature;
 pub mod source;
 pub mod stage;
 pub mod sysusers;
+mod transact;
 pub mod unpack;
 pub mod verify;
 
 pub use change::Change;
-pub use engine::{Action, Engine, Options, Outcome, PackageInfo, RepoInfo, Request};
+pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use progress::{Event, Reporter, Stage, TxState};
+pub use request::{Action, Options, Outcome, PackageInfo, RepoInfo, Request};
