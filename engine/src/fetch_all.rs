@@ -6,10 +6,10 @@ use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::fetch_unpack;
 use crate::manifest::FileRecord;
 use crate::planning::Planned;
 use crate::progress::Reporter;
-use crate::stage;
 use crate::transact::Work;
 
 pub(crate) struct Staged {
@@ -19,18 +19,18 @@ pub(crate) struct Staged {
     pub(crate) owners: Vec<crate::unpack::Owner>,
 }
 
-/// Everything one package's staging task owns.
-struct StageJob {
+/// Everything one package's fetch-and-unpack task owns.
+struct PackageJob {
     http: reqwest::Client,
     retry: crate::fetch::RetryPolicy,
     cache: std::path::PathBuf,
     dir: std::path::PathBuf,
     reporter: Reporter,
     cancel: CancellationToken,
-    mode: stage::Mode,
+    mode: fetch_unpack::Mode,
 }
 
-impl StageJob {
+impl PackageJob {
     async fn run(self, planned: Planned) -> Result<Staged> {
         let name = planned.available.entry.name.clone();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -38,7 +38,7 @@ impl StageJob {
         self.reporter.current(&name);
         progress.start();
         let started = std::time::Instant::now();
-        let unpacked = stage::stage(
+        let unpacked = fetch_unpack::fetch_and_unpack(
             &self.http,
             &self.retry,
             &self.cache,
@@ -68,7 +68,7 @@ impl Engine {
     /// Download, verify and unpack every planned package into staging, up to `parallelism()`
     /// at once. Each package streams in its own task so that decoders run on separate cores
     /// (xz decoding is most of an install's CPU time). The first failure stops the others.
-    pub(crate) async fn stage_all(
+    pub(crate) async fn fetch_and_unpack_all(
         &self,
         plan: Vec<Planned>,
         work: &Work<'_>,
@@ -85,16 +85,16 @@ impl Engine {
                 && let Some(planned) = pending.next()
             {
                 let mode = if !unpack {
-                    stage::Mode::Fetch
+                    fetch_unpack::Mode::Fetch
                 } else if pending.len() < slots {
                     // Nothing will wait for this slot any more: as packages finish, cores
                     // go idle unless the last ones decode on threads of their own.
-                    stage::Mode::UnpackThreaded
+                    fetch_unpack::Mode::UnpackThreaded
                 } else {
-                    stage::Mode::Unpack
+                    fetch_unpack::Mode::Unpack
                 };
                 let area = self.area(work.tx, &planned.available.entry.name);
-                let job = StageJob {
+                let job = PackageJob {
                     http: self.http.clone(),
                     retry: self.config.retry_policy(),
                     cache: self.layout.cache.clone(),

@@ -215,7 +215,9 @@ impl Engine {
         work.reporter.plan(&streams, commits);
         work.reporter.state(TxState::Downloading);
 
-        let staged = self.stage_all(plan, work, !options.download_only).await?;
+        let staged = self
+            .fetch_and_unpack_all(plan, work, !options.download_only)
+            .await?;
         for s in &staged {
             let entry = &s.planned.available.entry;
             if !s.planned.available.is_unverified() {

@@ -1,7 +1,7 @@
-//! Staging one package: bytes flow once — socket (or cache file) → size/sha256 check (teed into
-//! the cache) → xz decoder → tar checks → files in the staging directory. Only when the whole
-//! stream matched the index is the package considered staged, and only then does the tarball
-//! enter the cache under its sha256.
+//! Fetching and unpacking one package into its staging directory: bytes flow once — socket (or
+//! cache file) → size/sha256 check (teed into the cache) → xz decoder → tar checks → files in
+//! the staging directory. Only when the whole stream matched the index is the package
+//! considered unpacked, and only then does the tarball enter the cache under its sha256.
 
 use std::io::Read;
 use std::path::Path;
@@ -27,7 +27,7 @@ const XZ_MEMORY_LIMIT: u64 = 80 << 20;
 /// Decoded bytes allowed after the tar end marker (padding); more is refused as a bomb.
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 
-/// What staging does with a package's bytes.
+/// What [`fetch_and_unpack`] does with a package's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Only fetch the tarball into the cache (download-only).
@@ -35,16 +35,16 @@ pub enum Mode {
     /// Decode and unpack in one task: the least CPU per package, for when other packages keep
     /// every core busy anyway.
     Unpack,
-    /// Decode on a thread of its own beside the unpacker: this package stages faster (the
+    /// Decode on a thread of its own beside the unpacker: this package unpacks faster (the
     /// checks, hashes and writes overlap with decoding) at some CPU cost, worth it when a core
     /// would otherwise idle (the last packages of a transaction).
     UnpackThreaded,
 }
 
-/// Stage `pkg` into `dir` (created here), from the cache when it holds the tarball, else from
-/// the network (resuming a `.part` left by an interrupted download).
+/// Fetch `pkg` and unpack it into `dir` (created here): from the cache when it holds the
+/// tarball, else from the network (resuming a `.part` left by an interrupted download).
 #[allow(clippy::too_many_arguments)]
-pub async fn stage(
+pub async fn fetch_and_unpack(
     http: &reqwest::Client,
     retry: &fetch::RetryPolicy,
     cache_dir: &Path,
@@ -63,7 +63,7 @@ pub async fn stage(
         let source = Source {
             url: download.url.clone(),
         };
-        return run(
+        return verify_and_unpack(
             pkg,
             download.body,
             &source,
@@ -78,7 +78,7 @@ pub async fn stage(
     let cached = crate::cache::file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
         let source = Source::fixed(cached.display().to_string());
-        match run(
+        match verify_and_unpack(
             pkg,
             Box::new(file),
             &source,
@@ -122,7 +122,8 @@ pub async fn stage(
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
     let (body, tee, source, validator) = resume_or_start(http, retry, pkg, &part, cancel).await?;
-    let result = run(pkg, body, &source, Some(tee), dir, mode, progress, cancel).await;
+    let result =
+        verify_and_unpack(pkg, body, &source, Some(tee), dir, mode, progress, cancel).await;
     let kept_validator = part_validator(&part);
     match result {
         Ok(records) => {
@@ -248,9 +249,11 @@ async fn resume_or_start(
     };
     Ok((body, Tee { file, from: have }, source, validator))
 }
+/// Check `body` against the index entry while unpacking it (per `mode`), reporting progress;
+/// the result stands only if the whole stream matched.
 
 #[allow(clippy::too_many_arguments)]
-async fn run(
+async fn verify_and_unpack(
     pkg: &Available,
     body: Body,
     source: &Source,
@@ -363,7 +366,7 @@ async fn unpack_all<R: AsyncRead + Unpin + Send>(
     dir: &Path,
 ) -> Result<(Unpacked, R), UnpackError> {
     let limits = Limits::for_package(&pkg.entry);
-    let (records, tar) = unpack::stage(tar, dir, &pkg.entry, &limits).await?;
+    let (records, tar) = unpack::unpack_tar(tar, dir, &pkg.entry, &limits).await?;
     let mut rest = tar.take(MAX_TRAILING_BYTES + 1);
     let trailing = tokio::io::copy(&mut rest, &mut tokio::io::sink())
         .await
