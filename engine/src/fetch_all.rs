@@ -1,15 +1,13 @@
 //! Getting every planned package of a transaction into staging: each downloaded (or read from
 //! the cache), verified and unpacked in a task of its own, a few at once.
 
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::fetch_unpack;
+use crate::fetch_unpack::{self, FetchContext, Target};
 use crate::manifest::FileRecord;
 use crate::planning::Planned;
-use crate::progress::Reporter;
 use crate::transact::Work;
 
 pub(crate) struct Staged {
@@ -21,12 +19,8 @@ pub(crate) struct Staged {
 
 /// Everything one package's fetch-and-unpack task owns.
 struct PackageJob {
-    http: reqwest::Client,
-    retry: crate::fetch::RetryPolicy,
-    cache: std::path::PathBuf,
+    ctx: FetchContext,
     dir: std::path::PathBuf,
-    reporter: Reporter,
-    cancel: CancellationToken,
     mode: fetch_unpack::Mode,
 }
 
@@ -34,22 +28,22 @@ impl PackageJob {
     async fn run(self, planned: Planned) -> Result<Staged> {
         let name = planned.available.entry.name.clone();
         let _ = std::fs::remove_dir_all(&self.dir);
-        let progress = self.reporter.package(&name, planned.available.entry.size);
-        self.reporter.current(&name);
+        let progress = self
+            .ctx
+            .reporter
+            .package(&name, planned.available.entry.size);
+        self.ctx.reporter.current(&name);
         progress.start();
         let started = std::time::Instant::now();
-        let unpacked = fetch_unpack::fetch_and_unpack(
-            &self.http,
-            &self.retry,
-            &self.cache,
-            &planned.available,
-            &self.dir,
-            self.mode,
-            &progress,
-            &self.cancel,
-        )
-        .instrument(tracing::info_span!("stage", package = %name))
-        .await?;
+        let target = Target {
+            pkg: &planned.available,
+            dir: &self.dir,
+            mode: self.mode,
+            progress: &progress,
+        };
+        let unpacked = fetch_unpack::fetch_and_unpack(&self.ctx, target)
+            .instrument(tracing::info_span!("stage", package = %name))
+            .await?;
         tracing::info!(
             package = %name,
             files = unpacked.records.len(),
@@ -75,6 +69,13 @@ impl Engine {
         unpack: bool,
     ) -> Result<Vec<Staged>> {
         let stream_cancel = work.cancel.child_token();
+        let ctx = FetchContext {
+            http: self.http.clone(),
+            retry: self.config.retry_policy(),
+            cache_dir: self.layout.cache.clone(),
+            reporter: work.reporter.clone(),
+            cancel: stream_cancel.clone(),
+        };
         let slots = self.config.parallelism();
         let mut pending = plan.into_iter();
         let mut running = tokio::task::JoinSet::new();
@@ -95,12 +96,8 @@ impl Engine {
                 };
                 let area = self.area(work.tx, &planned.available.entry.name);
                 let job = PackageJob {
-                    http: self.http.clone(),
-                    retry: self.config.retry_policy(),
-                    cache: self.layout.cache.clone(),
+                    ctx: ctx.clone(),
                     dir: self.layout.root.join(area).join("tree"),
-                    reporter: work.reporter.clone(),
-                    cancel: stream_cancel.clone(),
                     mode,
                 };
                 running.spawn(job.run(planned));

@@ -4,7 +4,7 @@
 //! considered unpacked, and only then does the tarball enter the cache under its sha256.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Available;
 use crate::error::{Error, Result};
 use crate::fetch;
-use crate::progress::PackageProgress;
+use crate::progress::{PackageProgress, Reporter};
 use crate::unpack::{self, Limits, UnpackError, Unpacked};
 use crate::verify::{ByteCounter, Mismatch, Tee, TooLong, Verified};
 
@@ -41,19 +41,43 @@ pub enum Mode {
     UnpackThreaded,
 }
 
-/// Fetch `pkg` and unpack it into `dir` (created here): from the cache when it holds the
+/// What every package of one transaction is fetched with: built once per transaction, cloned
+/// into each package's task (every field is a handle or small).
+#[derive(Clone)]
+pub struct FetchContext {
+    pub http: reqwest::Client,
+    pub retry: fetch::RetryPolicy,
+    /// The download cache, where verified tarballs are kept by sha256.
+    pub cache_dir: PathBuf,
+    /// The transaction's progress; each package reports through its own [`PackageProgress`].
+    pub reporter: Reporter,
+    /// Cancelled with the transaction, or when another package failed.
+    pub cancel: CancellationToken,
+}
+
+/// One package to fetch and unpack.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub pkg: &'a Available,
+    /// Its staging directory (created here).
+    pub dir: &'a Path,
+    pub mode: Mode,
+    pub progress: &'a PackageProgress,
+}
+
+/// Fetch `target.pkg` and unpack it into `target.dir`: from the cache when it holds the
 /// tarball, else from the network (resuming a `.part` left by an interrupted download).
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch_and_unpack(
-    http: &reqwest::Client,
-    retry: &fetch::RetryPolicy,
-    cache_dir: &Path,
-    pkg: &Available,
-    dir: &Path,
-    mode: Mode,
-    progress: &PackageProgress,
-    cancel: &CancellationToken,
-) -> Result<Unpacked> {
+pub async fn fetch_and_unpack(ctx: &FetchContext, target: Target<'_>) -> Result<Unpacked> {
+    let FetchContext {
+        http,
+        retry,
+        cache_dir,
+        cancel,
+        ..
+    } = ctx;
+    let Target {
+        pkg, dir, progress, ..
+    } = target;
     let name = &pkg.entry.name;
     if pkg.is_unverified() {
         // No digest (allowed by `allow_unverified`): never read from or put into the cache,
@@ -63,33 +87,12 @@ pub async fn fetch_and_unpack(
         let source = Source {
             url: download.url.clone(),
         };
-        return verify_and_unpack(
-            pkg,
-            download.body,
-            &source,
-            None,
-            dir,
-            mode,
-            progress,
-            cancel,
-        )
-        .await;
+        return verify_and_unpack(target, download.body, &source, None, cancel).await;
     }
     let cached = crate::cache::file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
         let source = Source::fixed(cached.display().to_string());
-        match verify_and_unpack(
-            pkg,
-            Box::new(file),
-            &source,
-            None,
-            dir,
-            mode,
-            progress,
-            cancel,
-        )
-        .await
-        {
+        match verify_and_unpack(target, Box::new(file), &source, None, cancel).await {
             Ok(records) => return Ok(records),
             // Nowhere else to get it (a rollback): the damaged copy is the end of it.
             Err(e) if e.kind() == crate::error::ErrorKind::Verification && pkg.urls.is_empty() => {
@@ -121,9 +124,8 @@ pub async fn fetch_and_unpack(
     }
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
-    let (body, tee, source, validator) = resume_or_start(http, retry, pkg, &part, cancel).await?;
-    let result =
-        verify_and_unpack(pkg, body, &source, Some(tee), dir, mode, progress, cancel).await;
+    let (body, tee, source, validator) = resume_or_start(ctx, pkg, &part).await?;
+    let result = verify_and_unpack(target, body, &source, Some(tee), cancel).await;
     let kept_validator = part_validator(&part);
     match result {
         Ok(records) => {
@@ -206,12 +208,16 @@ type SharedValidator = Arc<std::sync::Mutex<Option<String>>>;
 /// validator); else the whole file from the network, the `.part` started over. Returns the
 /// stream, the tee into the `.part`, the source for messages and the download's validator.
 async fn resume_or_start(
-    http: &reqwest::Client,
-    retry: &fetch::RetryPolicy,
+    ctx: &FetchContext,
     pkg: &Available,
     part: &Path,
-    cancel: &CancellationToken,
 ) -> Result<(Body, Tee, Source, SharedValidator)> {
+    let FetchContext {
+        http,
+        retry,
+        cancel,
+        ..
+    } = ctx;
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let have = if have >= pkg.entry.size { 0 } else { have };
     let file = std::fs::OpenOptions::new()
@@ -249,20 +255,22 @@ async fn resume_or_start(
     };
     Ok((body, Tee { file, from: have }, source, validator))
 }
-/// Check `body` against the index entry while unpacking it (per `mode`), reporting progress;
-/// the result stands only if the whole stream matched.
 
-#[allow(clippy::too_many_arguments)]
+/// Check `body` against the index entry while unpacking it (per `target.mode`), reporting
+/// progress; the result stands only if the whole stream matched.
 async fn verify_and_unpack(
-    pkg: &Available,
+    target: Target<'_>,
     body: Body,
     source: &Source,
     tee: Option<Tee>,
-    dir: &Path,
-    mode: Mode,
-    progress: &PackageProgress,
     cancel: &CancellationToken,
 ) -> Result<Unpacked> {
+    let Target {
+        pkg,
+        dir,
+        mode,
+        progress,
+    } = target;
     let counter = Arc::new(ByteCounter::default());
     let verified = Verified::new(body, pkg.entry.size, counter.clone(), tee);
     let work = pipeline(pkg, verified, dir, mode);
