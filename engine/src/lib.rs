@@ -47,4 +47,4 @@ pub use change::Change;
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use progress::{Event, Reporter, Stage, TxState};
-pub use request::{Action, Options, Outcome, PackageInfo, RepoInfo, Request};
+pub use request::{Action, Options, Outcome, PackageInfo, PackageState, RepoInfo, Request};

@@ -10,7 +10,7 @@ use crate::db::{HistoryEntry, InstalledPackage, Summary};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::index::check_package_name;
-use crate::request::{PackageInfo, RepoInfo};
+use crate::request::{PackageInfo, PackageState, RepoInfo};
 use crate::signature::{self, Keyring};
 
 impl Engine {
@@ -166,10 +166,12 @@ pub(crate) fn unknown(name: &str) -> Error {
 
 fn describe(name: &str, installed: Option<&Summary>, offered: Option<&Available>) -> PackageInfo {
     let state = match (installed, offered) {
-        (Some(i), _) if i.broken.is_some() => "broken",
-        (Some(i), Some(a)) if !a.is_build(&i.sha256, &i.version, i.size) => "upgradable",
-        (Some(_), _) => "installed",
-        _ => "available",
+        (Some(i), _) if i.broken.is_some() => PackageState::Broken,
+        (Some(i), Some(a)) if !a.is_build(&i.sha256, &i.version, i.size) => {
+            PackageState::Upgradable
+        }
+        (Some(_), _) => PackageState::Installed,
+        _ => PackageState::Available,
     };
     PackageInfo {
         name: name.to_owned(),

@@ -91,12 +91,36 @@ pub struct RepoFailure {
     pub error: Error,
 }
 
+/// Where a package stands, as `ListPackages` and `info` say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageState {
+    /// Offered, not installed.
+    Available,
+    Installed,
+    /// Installed, and its repository offers a different build.
+    Upgradable,
+    /// Installed, but an interrupted commit could be neither finished nor undone.
+    Broken,
+}
+
+impl PackageState {
+    /// The word on the bus.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageState::Available => "available",
+            PackageState::Installed => "installed",
+            PackageState::Upgradable => "upgradable",
+            PackageState::Broken => "broken",
+        }
+    }
+}
+
 /// A package as `ListPackages` and `info` show it.
 #[derive(Debug, Clone)]
 pub struct PackageInfo {
     pub name: String,
     pub kind: String,
-    pub state: &'static str,
+    pub state: PackageState,
     pub installed_version: String,
     pub available_version: String,
     pub size: u64,

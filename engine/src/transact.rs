@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::change::Change;
-use crate::db::{HistoryEntry, InstalledPackage};
+use crate::db::{HistoryEntry, HistoryState, InstalledPackage};
 use crate::engine::{Engine, now};
 use crate::error::{Error, Result};
 use crate::manifest::FileRecord;
@@ -150,9 +150,9 @@ impl Engine {
         notices: Vec<Notice>,
     ) {
         let (state, error) = match result {
-            Ok(_) => ("finished", String::new()),
-            Err(Error::Cancelled) => ("cancelled", String::new()),
-            Err(e) => ("failed", e.message()),
+            Ok(_) => (HistoryState::Finished, String::new()),
+            Err(Error::Cancelled) => (HistoryState::Cancelled, String::new()),
+            Err(e) => (HistoryState::Failed, e.message()),
         };
         let entry = HistoryEntry {
             id: 0,
@@ -161,7 +161,7 @@ impl Engine {
             uid: req.requester,
             action: req.action.as_str().to_owned(),
             names: req.names.clone(),
-            state: state.to_owned(),
+            state,
             error,
             changes,
             notices,

@@ -270,7 +270,7 @@ fn history_dict(h: spk_engine::db::HistoryEntry) -> HashMap<String, OwnedValue> 
     put("uid", h.uid.into());
     put("kind", h.action.into());
     put("packages", h.names.into());
-    put("state", h.state.into());
+    put("state", h.state.as_str().into());
     put("error", h.error.into());
     put("changes", changes.into());
     d
@@ -285,7 +285,7 @@ fn package_dict(p: PackageInfo) -> HashMap<String, OwnedValue> {
     };
     put("name", p.name.into());
     put("kind", p.kind.into());
-    put("state", p.state.into());
+    put("state", p.state.as_str().into());
     put("installed-version", p.installed_version.into());
     put("available-version", p.available_version.into());
     put("size", p.size.into());
