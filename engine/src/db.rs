@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::change::Change;
 use crate::error::{Error, Result};
 use crate::index::PackageKind;
 use crate::manifest::{FileKind, FileRecord};
@@ -98,14 +99,33 @@ pub struct HistoryEntry {
     pub action: String,
     /// The names as requested (empty: upgrade everything).
     pub names: Vec<String>,
-    /// finished | failed | cancelled
-    pub state: String,
+    pub state: HistoryState,
     pub error: String,
     /// What changed on disk (also for a transaction that failed after some commits).
-    pub changes: Vec<crate::engine::Change>,
+    pub changes: Vec<Change>,
     /// What the admin was told (kept configuration files…).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<crate::notice::Notice>,
+}
+
+/// How a recorded transaction ended. Stored (and put on the bus) as `finished`, `failed` or
+/// `cancelled`: the words databases already hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryState {
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl HistoryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryState::Finished => "finished",
+            HistoryState::Failed => "failed",
+            HistoryState::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// What spk knows of a directory of the root.
@@ -555,4 +575,33 @@ pub fn file_count(files: &[FileRecord]) -> usize {
         .iter()
         .filter(|r| !matches!(r.kind, FileKind::Dir))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// History records written when the state was a plain string still read, and are written
+    /// back with the same words.
+    #[test]
+    fn history_state_keeps_its_words() {
+        for (word, state) in [
+            ("finished", HistoryState::Finished),
+            ("failed", HistoryState::Failed),
+            ("cancelled", HistoryState::Cancelled),
+        ] {
+            let stored = format!(
+                r#"{{"id":3,"started":1,"finished":2,"uid":0,"action":"install","names":["a"],"state":"{word}","error":"","changes":[{{"name":"a","from":"","to":"1"}}]}}"#
+            );
+            let entry: HistoryEntry = parse(&stored).expect("an old record reads");
+            assert_eq!(entry.state, state);
+            assert_eq!(state.as_str(), word);
+            let written = json(&entry).expect("serializes");
+            assert!(
+                written.contains(&format!(r#""state":"{word}""#)),
+                "{written}"
+            );
+        }
+        assert!(parse::<HistoryEntry>(r#"{"id":1,"started":1,"finished":2,"uid":0,"action":"install","names":[],"state":"done","error":"","changes":[]}"#).is_err());
+    }
 }

@@ -1,11 +1,14 @@
 //! spk's engine: package sources, verified streaming downloads, safe unpacking into staging,
 //! atomic commits into a target root, and the package database. It knows nothing of D-Bus or
-//! terminals; `spkd`'s bus layer is a thin adapter over [`engine::Engine`].
+//! terminals; `spkd`'s bus layer is a thin adapter over [`Engine`].
 
 pub mod builds;
 pub mod cache;
+mod caching;
 pub mod catalog;
+pub mod change;
 pub mod commit;
+mod commit_staged;
 pub mod config;
 pub mod db;
 pub mod engine;
@@ -14,6 +17,10 @@ pub mod error;
 pub mod failpoint;
 pub mod fcaps;
 pub mod fetch;
+mod fetch_all;
+pub mod fetch_unpack;
+mod holds;
+mod hook_runner;
 pub mod hooks;
 pub mod index;
 pub mod integrity;
@@ -23,14 +30,21 @@ pub mod manifest;
 pub mod mounts;
 pub mod notice;
 pub mod ownership;
+mod planning;
 pub mod progress;
+mod query;
+mod recovery;
+mod refresh;
+pub mod request;
 pub mod signature;
 pub mod source;
-pub mod stage;
 pub mod sysusers;
+mod transact;
 pub mod unpack;
 pub mod verify;
 
-pub use engine::{Action, Change, Engine, Options, Outcome, PackageInfo, RepoInfo, Request};
+pub use change::Change;
+pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
-pub use progress::{Event, Reporter, Stage, TxState};
+pub use progress::{Event, HookState, Reporter, Stage, TxState};
+pub use request::{Action, Options, Outcome, PackageInfo, PackageState, RepoInfo, Request};

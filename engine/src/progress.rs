@@ -57,6 +57,18 @@ impl Stage {
     }
 }
 
+/// Where a transaction hook is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookState {
+    Running,
+    Succeeded,
+    Failed,
+    /// Not run: its tool is missing, or the target cannot run it.
+    Skipped,
+    /// Killed after `hook_timeout`.
+    TimedOut,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     State(TxState),
@@ -80,12 +92,11 @@ pub enum Event {
     },
     /// Something the admin should know although nothing failed.
     Notice(crate::notice::Notice),
-    /// A transaction hook started (`state` "running") or ended ("succeeded", "failed",
-    /// "skipped", "timed-out"), with the end of what it printed.
+    /// A transaction hook started or ended, with the end of what it printed.
     Hook {
         name: String,
         description: String,
-        state: String,
+        state: HookState,
         output: String,
     },
 }
@@ -200,11 +211,11 @@ impl Reporter {
         self.overall();
     }
 
-    pub fn hook(&self, name: &str, description: &str, state: &str, output: &str) {
+    pub fn hook(&self, name: &str, description: &str, state: HookState, output: &str) {
         self.send(Event::Hook {
             name: name.to_owned(),
             description: description.to_owned(),
-            state: state.to_owned(),
+            state,
             output: output.to_owned(),
         });
     }

@@ -125,7 +125,7 @@ pub struct Unpacked {
 
 /// Unpack `reader` (an uncompressed tar stream) into `staging`, which must exist and be empty.
 /// Gives the reader back so the caller can drain it (checksums at the end of the stream).
-pub async fn stage<R: AsyncRead + Unpin + Send>(
+pub async fn unpack_tar<R: AsyncRead + Unpin + Send>(
     reader: R,
     staging: &Path,
     package: &IndexEntry,
@@ -140,12 +140,12 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
         path: staging.to_owned(),
         error,
     })?;
-    let mut stager = Stager::new(tree, staging, package, limits);
+    let mut unpacker = Unpacker::new(tree, staging, package, limits);
     {
         let mut entries = archive.entries().map_err(UnpackError::Read)?;
         loop {
             budget.store(
-                stager.unread.saturating_add(HEADER_ALLOWANCE),
+                unpacker.unread.saturating_add(HEADER_ALLOWANCE),
                 Ordering::Relaxed,
             );
             let Some(entry) = entries.next().await else {
@@ -153,21 +153,21 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
             };
             budget.store(u64::MAX, Ordering::Relaxed);
             let mut entry = entry.map_err(over_budget)?;
-            stager.entry(&mut entry).await?;
-            if stager.records.len() == 2 {
+            unpacker.entry(&mut entry).await?;
+            if unpacker.records.len() == 2 {
                 crate::failpoint::hit("stage.mid-unpack");
             }
         }
     }
     budget.store(u64::MAX, Ordering::Relaxed);
-    stager.set_dir_times()?;
+    unpacker.set_dir_times()?;
     let reader = archive
         .into_inner()
         .map_err(|_| UnpackError::Read(std::io::Error::other("tar reader still in use")))?;
     Ok((
         Unpacked {
-            records: stager.records,
-            owners: stager.owners,
+            records: unpacker.records,
+            owners: unpacker.owners,
         },
         reader.inner,
     ))
@@ -266,7 +266,7 @@ impl PathIndex {
     }
 }
 
-struct Stager<'a> {
+struct Unpacker<'a> {
     /// Directory handles of the staging tree: nothing is ever reached through a symlink.
     tree: Tree,
     staging: &'a Path,
@@ -295,9 +295,9 @@ fn write_error(path: PathBuf) -> impl FnOnce(rustix::io::Errno) -> UnpackError {
     }
 }
 
-impl<'a> Stager<'a> {
+impl<'a> Unpacker<'a> {
     fn new(tree: Tree, staging: &'a Path, package: &'a IndexEntry, limits: &'a Limits) -> Self {
-        Stager {
+        Unpacker {
             tree,
             staging,
             package,

@@ -613,7 +613,7 @@ fn unpacking_any_tar_stream_stays_within_the_declared_limits() {
     proptest!(config, |(pieces in prop::collection::vec(tar_piece(), 0..6))| {
         let dir = tempfile::tempdir().unwrap();
         let bytes = tar_of(&pieces);
-        let result = runtime.block_on(unpack::stage(bytes.as_slice(), dir.path(), &package, &limits));
+        let result = runtime.block_on(unpack::unpack_tar(bytes.as_slice(), dir.path(), &package, &limits));
         let oversized_extension = pieces.iter().any(|p| {
             matches!(p.typeflag, b'L' | b'K' | b'x') && p.declared > HEADER_ALLOWANCE
         });

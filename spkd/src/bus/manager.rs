@@ -326,12 +326,13 @@ impl Manager {
 
     #[zbus(out_args("packages"))]
     async fn list_packages(&self) -> Result<Vec<PackageRow>, BusError> {
-        self.engine
+        Ok(self
+            .engine
             .list()
             .map_err(bus_error)?
             .into_iter()
             .map(wire::package)
-            .collect()
+            .collect())
     }
 
     #[zbus(out_args("transactions"))]

@@ -289,7 +289,7 @@ async fn mirror(iface: &InterfaceRef<Transaction>, event: Event) -> zbus::Result
             state,
             output,
         } => {
-            let state = wire::hook_state(&state);
+            let state = wire::hook_state(state);
             Transaction::hook(emitter, &name, &description, state, &output).await?;
         }
         Event::Notice(n) => {

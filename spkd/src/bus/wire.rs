@@ -6,10 +6,11 @@ use spk_dbus::{
     Activity, ChangeAction, ChangeOptions, HistoryChange, HistoryRow, HookState, Kind, NoticeKind,
     PackageRow, PackageState, PlannedChange, Problem, ProblemKind, RepositoryRow, State,
 };
-use spk_engine::db::HistoryEntry;
+use spk_engine::db::{HistoryEntry, HistoryState};
 use spk_engine::integrity::ProblemKind as EngineProblem;
 use spk_engine::notice::{Notice as EngineNotice, NoticeKind as EngineNoticeKind};
 use spk_engine::{Action, Change, Options, PackageInfo, RepoInfo, Stage, TxState};
+use spk_engine::{HookState as EngineHookState, PackageState as EnginePackageState};
 
 use super::errors::BusError;
 
@@ -82,10 +83,14 @@ pub fn notice(n: EngineNotice) -> spk_dbus::Notice {
     }
 }
 
-/// A hook's state as the engine reports it; an unknown word (a newer engine) reads as failed,
-/// which clients show rather than hide.
-pub fn hook_state(word: &str) -> HookState {
-    word.parse().unwrap_or(HookState::Failed)
+pub fn hook_state(s: EngineHookState) -> HookState {
+    match s {
+        EngineHookState::Running => HookState::Running,
+        EngineHookState::Succeeded => HookState::Succeeded,
+        EngineHookState::Failed => HookState::Failed,
+        EngineHookState::Skipped => HookState::Skipped,
+        EngineHookState::TimedOut => HookState::TimedOut,
+    }
 }
 
 fn problem_kind(k: EngineProblem) -> ProblemKind {
@@ -116,12 +121,14 @@ fn unknown(what: &str, word: &str) -> BusError {
     BusError::Io(format!("internal error: spkd has no {what} word '{word}'"))
 }
 
-pub fn package(p: PackageInfo) -> Result<PackageRow, BusError> {
-    Ok(PackageRow {
-        state: p
-            .state
-            .parse::<PackageState>()
-            .map_err(|_| unknown("package state", p.state))?,
+pub fn package(p: PackageInfo) -> PackageRow {
+    PackageRow {
+        state: match p.state {
+            EnginePackageState::Available => PackageState::Available,
+            EnginePackageState::Installed => PackageState::Installed,
+            EnginePackageState::Upgradable => PackageState::Upgradable,
+            EnginePackageState::Broken => PackageState::Broken,
+        },
         name: p.name,
         kind: p.kind,
         installed_version: p.installed_version,
@@ -135,7 +142,7 @@ pub fn package(p: PackageInfo) -> Result<PackageRow, BusError> {
         problem: p.problem,
         capabilities: p.capabilities,
         held: p.held,
-    })
+    }
 }
 
 pub fn planned(c: Change) -> Result<PlannedChange, BusError> {
@@ -158,10 +165,11 @@ pub fn history(h: HistoryEntry) -> Result<HistoryRow, BusError> {
             .action
             .parse::<Kind>()
             .map_err(|_| unknown("history kind", &h.action))?,
-        state: h
-            .state
-            .parse::<State>()
-            .map_err(|_| unknown("history state", &h.state))?,
+        state: match h.state {
+            HistoryState::Finished => State::Finished,
+            HistoryState::Failed => State::Failed,
+            HistoryState::Cancelled => State::Cancelled,
+        },
         id: h.id,
         started: h.started,
         finished: h.finished,

@@ -1,10 +1,10 @@
-//! Staging one package: bytes flow once — socket (or cache file) → size/sha256 check (teed into
-//! the cache) → xz decoder → tar checks → files in the staging directory. Only when the whole
-//! stream matched the index is the package considered staged, and only then does the tarball
-//! enter the cache under its sha256.
+//! Fetching and unpacking one package into its staging directory: bytes flow once — socket (or
+//! cache file) → size/sha256 check (teed into the cache) → xz decoder → tar checks → files in
+//! the staging directory. Only when the whole stream matched the index is the package
+//! considered unpacked, and only then does the tarball enter the cache under its sha256.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Available;
 use crate::error::{Error, Result};
 use crate::fetch;
-use crate::progress::PackageProgress;
+use crate::progress::{PackageProgress, Reporter};
 use crate::unpack::{self, Limits, UnpackError, Unpacked};
 use crate::verify::{ByteCounter, Mismatch, Tee, TooLong, Verified};
 
@@ -27,7 +27,7 @@ const XZ_MEMORY_LIMIT: u64 = 80 << 20;
 /// Decoded bytes allowed after the tar end marker (padding); more is refused as a bomb.
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 
-/// What staging does with a package's bytes.
+/// What [`fetch_and_unpack`] does with a package's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Only fetch the tarball into the cache (download-only).
@@ -35,25 +35,49 @@ pub enum Mode {
     /// Decode and unpack in one task: the least CPU per package, for when other packages keep
     /// every core busy anyway.
     Unpack,
-    /// Decode on a thread of its own beside the unpacker: this package stages faster (the
+    /// Decode on a thread of its own beside the unpacker: this package unpacks faster (the
     /// checks, hashes and writes overlap with decoding) at some CPU cost, worth it when a core
     /// would otherwise idle (the last packages of a transaction).
     UnpackThreaded,
 }
 
-/// Stage `pkg` into `dir` (created here), from the cache when it holds the tarball, else from
-/// the network (resuming a `.part` left by an interrupted download).
-#[allow(clippy::too_many_arguments)]
-pub async fn stage(
-    http: &reqwest::Client,
-    retry: &fetch::RetryPolicy,
-    cache_dir: &Path,
-    pkg: &Available,
-    dir: &Path,
-    mode: Mode,
-    progress: &PackageProgress,
-    cancel: &CancellationToken,
-) -> Result<Unpacked> {
+/// What every package of one transaction is fetched with: built once per transaction, cloned
+/// into each package's task (every field is a handle or small).
+#[derive(Clone)]
+pub struct FetchContext {
+    pub http: reqwest::Client,
+    pub retry: fetch::RetryPolicy,
+    /// The download cache, where verified tarballs are kept by sha256.
+    pub cache_dir: PathBuf,
+    /// The transaction's progress; each package reports through its own [`PackageProgress`].
+    pub reporter: Reporter,
+    /// Cancelled with the transaction, or when another package failed.
+    pub cancel: CancellationToken,
+}
+
+/// One package to fetch and unpack.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub pkg: &'a Available,
+    /// Its staging directory (created here).
+    pub dir: &'a Path,
+    pub mode: Mode,
+    pub progress: &'a PackageProgress,
+}
+
+/// Fetch `target.pkg` and unpack it into `target.dir`: from the cache when it holds the
+/// tarball, else from the network (resuming a `.part` left by an interrupted download).
+pub async fn fetch_and_unpack(ctx: &FetchContext, target: Target<'_>) -> Result<Unpacked> {
+    let FetchContext {
+        http,
+        retry,
+        cache_dir,
+        cancel,
+        ..
+    } = ctx;
+    let Target {
+        pkg, dir, progress, ..
+    } = target;
     let name = &pkg.entry.name;
     if pkg.is_unverified() {
         // No digest (allowed by `allow_unverified`): never read from or put into the cache,
@@ -63,33 +87,12 @@ pub async fn stage(
         let source = Source {
             url: download.url.clone(),
         };
-        return run(
-            pkg,
-            download.body,
-            &source,
-            None,
-            dir,
-            mode,
-            progress,
-            cancel,
-        )
-        .await;
+        return verify_and_unpack(target, download.body, &source, None, cancel).await;
     }
     let cached = crate::cache::file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
         let source = Source::fixed(cached.display().to_string());
-        match run(
-            pkg,
-            Box::new(file),
-            &source,
-            None,
-            dir,
-            mode,
-            progress,
-            cancel,
-        )
-        .await
-        {
+        match verify_and_unpack(target, Box::new(file), &source, None, cancel).await {
             Ok(records) => return Ok(records),
             // Nowhere else to get it (a rollback): the damaged copy is the end of it.
             Err(e) if e.kind() == crate::error::ErrorKind::Verification && pkg.urls.is_empty() => {
@@ -121,8 +124,8 @@ pub async fn stage(
     }
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
-    let (body, tee, source, validator) = resume_or_start(http, retry, pkg, &part, cancel).await?;
-    let result = run(pkg, body, &source, Some(tee), dir, mode, progress, cancel).await;
+    let (body, tee, source, validator) = resume_or_start(ctx, pkg, &part).await?;
+    let result = verify_and_unpack(target, body, &source, Some(tee), cancel).await;
     let kept_validator = part_validator(&part);
     match result {
         Ok(records) => {
@@ -205,12 +208,16 @@ type SharedValidator = Arc<std::sync::Mutex<Option<String>>>;
 /// validator); else the whole file from the network, the `.part` started over. Returns the
 /// stream, the tee into the `.part`, the source for messages and the download's validator.
 async fn resume_or_start(
-    http: &reqwest::Client,
-    retry: &fetch::RetryPolicy,
+    ctx: &FetchContext,
     pkg: &Available,
     part: &Path,
-    cancel: &CancellationToken,
 ) -> Result<(Body, Tee, Source, SharedValidator)> {
+    let FetchContext {
+        http,
+        retry,
+        cancel,
+        ..
+    } = ctx;
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let have = if have >= pkg.entry.size { 0 } else { have };
     let file = std::fs::OpenOptions::new()
@@ -249,17 +256,21 @@ async fn resume_or_start(
     Ok((body, Tee { file, from: have }, source, validator))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    pkg: &Available,
+/// Check `body` against the index entry while unpacking it (per `target.mode`), reporting
+/// progress; the result stands only if the whole stream matched.
+async fn verify_and_unpack(
+    target: Target<'_>,
     body: Body,
     source: &Source,
     tee: Option<Tee>,
-    dir: &Path,
-    mode: Mode,
-    progress: &PackageProgress,
     cancel: &CancellationToken,
 ) -> Result<Unpacked> {
+    let Target {
+        pkg,
+        dir,
+        mode,
+        progress,
+    } = target;
     let counter = Arc::new(ByteCounter::default());
     let verified = Verified::new(body, pkg.entry.size, counter.clone(), tee);
     let work = pipeline(pkg, verified, dir, mode);
@@ -363,7 +374,7 @@ async fn unpack_all<R: AsyncRead + Unpin + Send>(
     dir: &Path,
 ) -> Result<(Unpacked, R), UnpackError> {
     let limits = Limits::for_package(&pkg.entry);
-    let (records, tar) = unpack::stage(tar, dir, &pkg.entry, &limits).await?;
+    let (records, tar) = unpack::unpack_tar(tar, dir, &pkg.entry, &limits).await?;
     let mut rest = tar.take(MAX_TRAILING_BYTES + 1);
     let trailing = tokio::io::copy(&mut rest, &mut tokio::io::sink())
         .await

@@ -1,0 +1,127 @@
+//! Getting every planned package of a transaction into staging: each downloaded (or read from
+//! the cache), verified and unpacked in a task of its own, a few at once.
+
+use tracing::Instrument;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::fetch_unpack::{self, FetchContext, Target};
+use crate::manifest::FileRecord;
+use crate::planning::Planned;
+use crate::transact::Work;
+
+pub(crate) struct Staged {
+    pub(crate) planned: Planned,
+    pub(crate) files: Vec<FileRecord>,
+    /// Entries the archive gives to another owner than root (resolved before commit).
+    pub(crate) owners: Vec<crate::unpack::Owner>,
+}
+
+/// Everything one package's fetch-and-unpack task owns.
+struct PackageJob {
+    ctx: FetchContext,
+    dir: std::path::PathBuf,
+    mode: fetch_unpack::Mode,
+}
+
+impl PackageJob {
+    async fn run(self, planned: Planned) -> Result<Staged> {
+        let name = planned.available.entry.name.clone();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let progress = self
+            .ctx
+            .reporter
+            .package(&name, planned.available.entry.size);
+        self.ctx.reporter.current(&name);
+        progress.start();
+        let started = std::time::Instant::now();
+        let target = Target {
+            pkg: &planned.available,
+            dir: &self.dir,
+            mode: self.mode,
+            progress: &progress,
+        };
+        let unpacked = fetch_unpack::fetch_and_unpack(&self.ctx, target)
+            .instrument(tracing::info_span!("stage", package = %name))
+            .await?;
+        tracing::info!(
+            package = %name,
+            files = unpacked.records.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "staged"
+        );
+        Ok(Staged {
+            planned,
+            files: unpacked.records,
+            owners: unpacked.owners,
+        })
+    }
+}
+
+impl Engine {
+    /// Download, verify and unpack every planned package into staging, up to `parallelism()`
+    /// at once. Each package streams in its own task so that decoders run on separate cores
+    /// (xz decoding is most of an install's CPU time). The first failure stops the others.
+    pub(crate) async fn fetch_and_unpack_all(
+        &self,
+        plan: Vec<Planned>,
+        work: &Work<'_>,
+        unpack: bool,
+    ) -> Result<Vec<Staged>> {
+        let stream_cancel = work.cancel.child_token();
+        let ctx = FetchContext {
+            http: self.http.clone(),
+            retry: self.config.retry_policy(),
+            cache_dir: self.layout.cache.clone(),
+            reporter: work.reporter.clone(),
+            cancel: stream_cancel.clone(),
+        };
+        let slots = self.config.parallelism();
+        let mut pending = plan.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        let mut staged = Vec::new();
+        loop {
+            // Start packages in plan order (largest first) while slots are free.
+            while running.len() < slots
+                && let Some(planned) = pending.next()
+            {
+                let mode = if !unpack {
+                    fetch_unpack::Mode::Fetch
+                } else if pending.len() < slots {
+                    // Nothing will wait for this slot any more: as packages finish, cores
+                    // go idle unless the last ones decode on threads of their own.
+                    fetch_unpack::Mode::UnpackThreaded
+                } else {
+                    fetch_unpack::Mode::Unpack
+                };
+                let area = self.area(work.tx, &planned.available.entry.name);
+                let job = PackageJob {
+                    ctx: ctx.clone(),
+                    dir: self.layout.root.join(area).join("tree"),
+                    mode,
+                };
+                running.spawn(job.run(planned));
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let result = joined.unwrap_or_else(|e| {
+                Err(Error::io(
+                    "internal error while staging",
+                    std::io::Error::other(e.to_string()),
+                ))
+            });
+            match result {
+                Ok(s) => staged.push(s),
+                Err(e) => {
+                    // One failure fails the transaction before anything is committed.
+                    stream_cancel.cancel();
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    return Err(e);
+                }
+            }
+        }
+        Ok(staged)
+    }
+}

@@ -1,0 +1,377 @@
+//! Running a request to its end: waiting for the root, taking a transaction number, dispatching
+//! to install / upgrade, remove or rollback, and recording the history; with what each of
+//! those does around fetching and committing (its hooks, the cache).
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::change::Change;
+use crate::db::{HistoryEntry, HistoryState, InstalledPackage};
+use crate::engine::{Engine, now};
+use crate::error::{Error, Result};
+use crate::manifest::FileRecord;
+use crate::notice::Notice;
+use crate::planning::Planned;
+use crate::progress::{Reporter, Stage, TxState};
+use crate::request::{Action, Options, Outcome, RepoFailure, Request};
+
+/// One running modifying transaction: its number, its progress and what it did so far.
+pub(crate) struct Work<'a> {
+    pub(crate) tx: u64,
+    pub(crate) reporter: &'a Reporter,
+    pub(crate) cancel: &'a CancellationToken,
+    pub(crate) done: &'a mut Vec<Change>,
+    pub(crate) notices: &'a mut Vec<Notice>,
+}
+
+impl Work<'_> {
+    pub(crate) fn notice_all(&mut self, notices: Vec<Notice>) {
+        for n in notices {
+            tracing::info!(package = %n.package, path = %n.path, kind = n.kind.as_str(), "{}", n.message);
+            self.reporter.notice(n.clone());
+            self.notices.push(n);
+        }
+    }
+}
+
+impl Engine {
+    /// Run a request to its end. Modifying requests wait for the previous one first.
+    pub async fn run(
+        &self,
+        req: &Request,
+        reporter: &Reporter,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome> {
+        self.validate(req)?;
+        if req.action == Action::Refresh {
+            reporter.state(TxState::Resolving);
+            let updates = self.refresh(cancel).await?;
+            return Ok(Outcome {
+                updates,
+                ..Outcome::default()
+            });
+        }
+        // Install and upgrade read the repositories before they wait for the root: a slow
+        // mirror then holds this transaction only, not every one queued behind it.
+        let failures = if matches!(req.action, Action::Remove | Action::Rollback) {
+            Vec::new()
+        } else {
+            reporter.state(TxState::Resolving);
+            self.refresh_repos(cancel).await?
+        };
+        let _turn = match self.modify.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                reporter.state(TxState::Queued);
+                tokio::select! {
+                    guard = self.modify.lock() => guard,
+                    () = cancel.cancelled() => return Err(Error::Cancelled),
+                }
+            }
+        };
+        let span =
+            tracing::info_span!("transaction", action = req.action.as_str(), names = ?req.names);
+        async {
+            tracing::info!(uid = req.requester, "started");
+            let started = now();
+            reporter.root_taken();
+            reporter.state(TxState::Resolving);
+            let mut done = Vec::new();
+            let mut notices = Vec::new();
+            let result = match self.begin_transaction() {
+                Err(e) => Err(e),
+                Ok(tx) => {
+                    let mut work = Work {
+                        tx,
+                        reporter,
+                        cancel,
+                        done: &mut done,
+                        notices: &mut notices,
+                    };
+                    let result = match req.action {
+                        Action::Remove => self.remove(req, &mut work).await,
+                        Action::Rollback => self.rollback(req, &mut work).await,
+                        _ => self.install(req, failures, &mut work).await,
+                    };
+                    self.clear_staging();
+                    result
+                }
+            };
+            let result = result.map(|mut o| {
+                o.notices = notices.clone();
+                o
+            });
+            match &result {
+                Ok(o) => tracing::info!(changed = ?o.changed, "done"),
+                Err(e) => tracing::warn!(error = %e.message(), "failed"),
+            }
+            if !done.is_empty()
+                && let Err(e) = self.db.write_dump()
+            {
+                tracing::warn!(error = %e, "could not write the plain-text dump");
+            }
+            if !req.options.dry_run {
+                self.record_history(req, started, &result, done, notices);
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A modifying transaction starts: finish what an earlier one left (a panic), then take a
+    /// transaction number.
+    fn begin_transaction(&self) -> Result<u64> {
+        if !self.db.journal::<crate::commit::Intent>()?.is_empty() {
+            self.recover()?;
+        }
+        // Root's alone: no local user may look into (let alone plant anything in) a package
+        // being unpacked.
+        let staging = self.layout.root.join(&self.staging);
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&staging)
+                .and_then(|()| {
+                    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+        }
+        self.db.next_tx()
+    }
+
+    fn record_history(
+        &self,
+        req: &Request,
+        started: u64,
+        result: &Result<Outcome>,
+        changes: Vec<Change>,
+        notices: Vec<Notice>,
+    ) {
+        let (state, error) = match result {
+            Ok(_) => (HistoryState::Finished, String::new()),
+            Err(Error::Cancelled) => (HistoryState::Cancelled, String::new()),
+            Err(e) => (HistoryState::Failed, e.message()),
+        };
+        let entry = HistoryEntry {
+            id: 0,
+            started,
+            finished: now(),
+            uid: req.requester,
+            action: req.action.as_str().to_owned(),
+            names: req.names.clone(),
+            state,
+            error,
+            changes,
+            notices,
+        };
+        if let Err(e) = self.db.add_history(entry) {
+            tracing::warn!(error = %e, "could not record the transaction in the history");
+        }
+    }
+
+    /// Install or upgrade, the repositories refreshed already (`failures` are those that
+    /// could not be).
+    async fn install(
+        &self,
+        req: &Request,
+        failures: Vec<RepoFailure>,
+        work: &mut Work<'_>,
+    ) -> Result<Outcome> {
+        self.tolerate(req, failures, work)?;
+        let plan = self.plan(req)?;
+        let held = self.held()?;
+        for p in plan.iter().filter(|p| p.old.is_some()) {
+            if held.contains(&p.available.entry.name) {
+                work.notice_all(vec![Notice::held(&p.available.entry.name)]);
+            }
+        }
+        self.apply_plan(plan, &req.options, work).await
+    }
+
+    /// Download (or take from the cache), verify, stage and commit `plan`, with its hooks.
+    async fn apply_plan(
+        &self,
+        mut plan: Vec<Planned>,
+        options: &Options,
+        work: &mut Work<'_>,
+    ) -> Result<Outcome> {
+        let changed: Vec<Change> = plan.iter().map(|p| self.change_of(p)).collect();
+        if options.dry_run || plan.is_empty() {
+            return Ok(Outcome {
+                changed: if options.dry_run { changed } else { Vec::new() },
+                ..Outcome::default()
+            });
+        }
+        self.check_space(&plan, &changed, options.download_only)?;
+        // Largest first: the long streams start early and small ones fill in beside them.
+        plan.sort_by_key(|p| std::cmp::Reverse(p.available.entry.size));
+        let streams: Vec<(String, u64)> = plan
+            .iter()
+            .map(|p| (p.available.entry.name.clone(), p.available.entry.size))
+            .collect();
+        let commits = if options.download_only { 0 } else { plan.len() };
+        work.reporter.plan(&streams, commits);
+        work.reporter.state(TxState::Downloading);
+
+        let staged = self
+            .fetch_and_unpack_all(plan, work, !options.download_only)
+            .await?;
+        for s in &staged {
+            let entry = &s.planned.available.entry;
+            if !s.planned.available.is_unverified() {
+                self.cache().remember(&entry.name, &entry.sha256)?;
+            }
+        }
+        if options.download_only {
+            self.prune_cache(
+                staged
+                    .iter()
+                    .map(|s| s.planned.available.entry.name.as_str()),
+            );
+            return Ok(Outcome::default());
+        }
+        work.reporter.state(TxState::Installing);
+        let names: Vec<String> = staged
+            .iter()
+            .map(|s| s.planned.available.entry.name.clone())
+            .collect();
+        let mut post = crate::hooks::Changes::default();
+        let result = self
+            .commit_all(staged, &changed, options, work, &mut post)
+            .await;
+        self.prune_cache(names.iter().map(String::as_str));
+        // What was committed gets its post-transaction hooks even when a later package failed.
+        let hooked = self
+            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+            .await;
+        result?;
+        hooked?;
+        Ok(Outcome {
+            changed: work.done.clone(),
+            ..Outcome::default()
+        })
+    }
+
+    async fn rollback(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
+        let (installs, removes) = self.rollback_plan(req)?;
+        let mut outcome = self.apply_plan(installs, &req.options, work).await?;
+        if !removes.is_empty() {
+            let changes: Vec<Change> = removes
+                .iter()
+                .map(|p| Change {
+                    name: p.name.clone(),
+                    from: p.version.clone(),
+                    to: String::new(),
+                    download: 0,
+                    installed_size: p.installed_size,
+                })
+                .collect();
+            if req.options.dry_run {
+                outcome.changed.extend(changes);
+                return Ok(outcome);
+            }
+            let mut pre = crate::hooks::Changes::default();
+            for p in &removes {
+                record_change(&mut pre, &p.name, Some(p), None);
+            }
+            self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
+                .await?;
+            let mut post = crate::hooks::Changes::default();
+            let result = self.remove_all(removes, changes, work, &mut post);
+            let hooked = self
+                .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+                .await;
+            result?;
+            hooked?;
+            outcome.changed = work.done.clone();
+        }
+        Ok(outcome)
+    }
+
+    async fn remove(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {
+        let changed = self.plan_changes(req)?;
+        if req.options.dry_run {
+            return Ok(Outcome {
+                changed,
+                ..Outcome::default()
+            });
+        }
+        let packages = self.removals(req)?;
+        let mut pre = crate::hooks::Changes::default();
+        for p in &packages {
+            record_change(&mut pre, &p.name, Some(p), None);
+        }
+        work.reporter.plan(&[], packages.len());
+        work.reporter.state(TxState::Installing);
+        self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
+            .await?;
+        let mut post = crate::hooks::Changes::default();
+        let result = self.remove_all(packages, changed, work, &mut post);
+        let hooked = self
+            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+            .await;
+        result?;
+        hooked?;
+        Ok(Outcome {
+            changed: work.done.clone(),
+            ..Outcome::default()
+        })
+    }
+
+    /// Remove `packages` in turn; `post` collects what went, for the post-transaction hooks.
+    fn remove_all(
+        &self,
+        packages: Vec<InstalledPackage>,
+        changed: Vec<Change>,
+        work: &mut Work<'_>,
+        post: &mut crate::hooks::Changes,
+    ) -> Result<()> {
+        for (package, change) in packages.into_iter().zip(changed) {
+            if work.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            work.reporter.current(&package.name);
+            work.reporter.stage(&package.name, Stage::Removing, 0, 1);
+            let (name, version) = (package.name.clone(), package.version.clone());
+            let mut gone = crate::hooks::Changes::default();
+            record_change(&mut gone, &name, Some(&package), None);
+            let notices = self.committer().remove(work.tx, package)?;
+            post.extend(gone);
+            work.notice_all(notices);
+            self.prune_cache(std::iter::once(name.as_str()));
+            work.reporter.stage(&name, Stage::Removing, 1, 1);
+            work.reporter.package_done(&name, &version);
+            work.done.push(change);
+        }
+        Ok(())
+    }
+}
+
+/// Note in `changes` that package `name` goes from `old` (None: not installed) to the records
+/// `new` (None: removed); files and symlinks only.
+pub(crate) fn record_change(
+    changes: &mut crate::hooks::Changes,
+    name: &str,
+    old: Option<&InstalledPackage>,
+    new: Option<&[FileRecord]>,
+) {
+    let files = |records: &[FileRecord]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| !r.is_dir())
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    let old_paths = old.map(|o| files(&o.files)).unwrap_or_default();
+    let new_paths = new.map(files).unwrap_or_default();
+    changes.package(
+        name,
+        old_paths.iter().map(String::as_str),
+        new_paths.iter().map(String::as_str),
+        old.is_some(),
+        new.is_some(),
+    );
+}
