@@ -147,7 +147,27 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
         }
     })
     .await;
-    assert!(progress_title.contains(" %"), "{progress_title}");
+    // The overall progress: "Installing updates — 42 %, 0 of 1" (packages done of the update).
+    let overall = progress_title.trim_start_matches("Installing updates — ");
+    let (percent, tally) = overall.split_once(" %, ").expect(&progress_title);
+    assert!(
+        percent.parse::<u32>().is_ok_and(|p| p <= 100),
+        "{progress_title}"
+    );
+    assert!(tally == "0 of 1" || tally == "1 of 1", "{progress_title}");
+    // Without a job tracker, a notice with a progress bar (the `value` hint) shows it too.
+    let bar = eventually("a progress notification", || async move {
+        let r = desktop.received();
+        r.iter()
+            .find(|n| n.summary == "Installing updates")
+            .cloned()
+            .ok_or_else(|| format!("{r:?}"))
+    })
+    .await;
+    assert!(
+        bar.progress.parse::<u32>().is_ok_and(|p| p <= 100),
+        "no value hint: {bar:?}"
+    );
     let transaction = finished_transaction(&s, "upgrade").await;
     s.env
         .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 2.0-1\n", 0o755);
@@ -172,6 +192,10 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
     })
     .await;
     assert_eq!(done.body, "kate 2.0-1");
+    // The notifier's log is plain text, without terminal colour codes.
+    let log = s.notifier.log();
+    assert!(log.contains("notification shown"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in the log:\n{log}");
 
     eprintln!("===== account =====");
     eprintln!(
@@ -426,9 +450,23 @@ async fn a_held_package_is_neither_counted_nor_announced() {
     .await;
     assert_eq!(received[0].body, "kate 1.0-1 → 2.0-1", "{received:#?}");
 
-    // Only konsole is new: nothing to show, nothing to announce.
+    // Root upgrades in a terminal: spkctl reports it there, the notifier announces nothing.
     s.env.spkctl(&["upgrade"]).await.assert_success();
     s.wait_for(&item, "Passive", "System is up to date").await;
+    finished_transaction(&s, "upgrade").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let results: Vec<_> = s
+        .desktop
+        .received()
+        .into_iter()
+        .filter(|n| n.summary.contains("installed"))
+        .collect();
+    assert!(
+        results.is_empty(),
+        "announced an upgrade run elsewhere: {results:#?}"
+    );
+
+    // Only konsole is new: nothing to show, nothing to announce.
     refresh_from_elsewhere(&s).await;
     finished_transaction(&s, "refresh").await;
     s.wait_for(&item, "Passive", "System is up to date").await;
@@ -439,4 +477,53 @@ async fn a_held_package_is_neither_counted_nor_announced() {
         .filter(|n| n.summary.contains("available"))
         .count();
     assert_eq!(announced, 1, "{:#?}", s.desktop.received());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_update_says_nothing_was_changed() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let v2 = Repo::new().with(kate("2.0-1"));
+    s.env.publish(&v2);
+    refresh_from_elsewhere(&s).await;
+    s.wait_for(&item, "Active", "1 update available").await;
+
+    // The user installs the update from the tray; its download stalls, and they cancel it.
+    s.env.server.set_fault_times(
+        &v2.get("kate").path(),
+        Fault::Stall(Duration::from_secs(5)),
+        1,
+    );
+    item.click(&s.desktop, "Install updates").await;
+    let client = s.env.client().await;
+    let client = &client;
+    let upgrade = eventually("the upgrade to run", || async move {
+        for path in client.transactions().await {
+            let props = client.properties(path.as_str(), TRANSACTION).await;
+            if props["Kind"] == "upgrade" && props["State"] == "downloading" {
+                return Ok(path.to_string());
+            }
+        }
+        Err("no running upgrade".to_owned())
+    })
+    .await;
+    client
+        .call(&upgrade, TRANSACTION, "Cancel", &())
+        .await
+        .expect("Cancel");
+
+    let desktop = &s.desktop;
+    let notice = eventually("the cancel notice", || async move {
+        let r = desktop.received();
+        r.iter()
+            .find(|n| n.summary.contains("ancel"))
+            .cloned()
+            .ok_or_else(|| format!("{r:#?}"))
+    })
+    .await;
+    assert_eq!(notice.summary, "Update cancelled");
+    assert_eq!(notice.body, "Nothing was changed.");
+    s.env
+        .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 1.0-1\n", 0o755);
+    eprintln!("dunst received = {:#?}", s.desktop.received());
 }
