@@ -160,14 +160,18 @@ impl JobView {
 
     /// The next `cancelRequested` of this view; never resolves when it cannot be watched.
     pub async fn cancel_requested(&mut self) {
-        match &mut self.cancels {
-            Some(cancels) => {
-                if cancels.next().await.is_none() {
+        let Some(cancels) = &mut self.cancels else {
+            return std::future::pending().await;
+        };
+        loop {
+            match cancels.next().await {
+                Some(Ok(_)) => return,
+                Some(Err(e)) => tracing::debug!(error = %e, "unreadable cancelRequested"),
+                None => {
                     self.cancels = None;
-                    std::future::pending::<()>().await;
+                    return std::future::pending().await;
                 }
             }
-            None => std::future::pending().await,
         }
     }
 
