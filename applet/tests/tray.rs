@@ -292,12 +292,9 @@ impl FakeJobView {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
-    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
-    let item = s.item().await;
-    let jobs = JobLog::default();
-    let _job_tracker = zbus::connection::Builder::address(s.desktop.bus.address())
+/// A [`FakeJobViewServer`] logging to `jobs` on the session's bus (until dropped).
+async fn job_tracker(s: &Session, jobs: &JobLog) -> zbus::Connection {
+    zbus::connection::Builder::address(s.desktop.bus.address())
         .expect("address")
         .name("org.kde.JobViewServer")
         .expect("name")
@@ -311,7 +308,31 @@ async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
         .expect("serve")
         .build()
         .await
-        .expect("job tracker on the session bus");
+        .expect("job tracker on the session bus")
+}
+
+/// Wait until `jobs` holds a call starting with `prefix`; all calls so far.
+async fn job_call(jobs: &JobLog, prefix: &str) -> Vec<String> {
+    eventually(
+        &format!("the job tracker to be told {prefix}"),
+        || async move {
+            let calls = jobs.calls();
+            if calls.iter().any(|c| c.starts_with(prefix)) {
+                Ok(calls)
+            } else {
+                Err(format!("{calls:?}"))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let jobs = JobLog::default();
+    let _job_tracker = job_tracker(&s, &jobs).await;
 
     // The boot-time check (another client) finds an update.
     let v2 = Repo::new().with(kate("2.0-1"));
@@ -526,4 +547,63 @@ async fn a_cancelled_update_says_nothing_was_changed() {
     s.env
         .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 1.0-1\n", 0o755);
     eprintln!("dunst received = {:#?}", s.desktop.received());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_job_views_cancel_button_cancels_the_update() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let jobs = JobLog::default();
+    let tracker = job_tracker(&s, &jobs).await;
+    let v2 = Repo::new().with(kate("2.0-1"));
+    s.env.publish(&v2);
+    refresh_from_elsewhere(&s).await;
+    s.wait_for(&item, "Active", "1 update available").await;
+
+    // The user installs the update; while it downloads, they press the job view's cancel.
+    s.env.server.set_fault_times(
+        &v2.get("kate").path(),
+        Fault::Stall(Duration::from_secs(5)),
+        1,
+    );
+    item.click(&s.desktop, "Install updates").await;
+    let calls = job_call(&jobs, "setInfoMessage").await;
+    let view = calls[0]
+        .rsplit_once(" -> ")
+        .map(|(_, path)| path.to_owned())
+        .expect("a view path");
+    tracker
+        .emit_signal(
+            None::<()>,
+            view.as_str(),
+            "org.kde.JobViewV2",
+            "cancelRequested",
+            &(),
+        )
+        .await
+        .expect("emit cancelRequested");
+
+    let calls = job_call(&jobs, "terminate").await;
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("terminate(\"Update cancelled\")"),
+        "{calls:?}"
+    );
+    let client = s.env.client().await;
+    let client = &client;
+    eventually("a cancelled upgrade in spkd", || async move {
+        let mut seen = Vec::new();
+        for path in client.transactions().await {
+            let props = client.properties(path.as_str(), TRANSACTION).await;
+            if props["Kind"] == "upgrade" && props["State"] == "cancelled" {
+                return Ok(());
+            }
+            seen.push(props);
+        }
+        Err(format!("{seen:?}"))
+    })
+    .await;
+    s.env
+        .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 1.0-1\n", 0o755);
+    eprintln!("===== job tracker calls =====\n{}", calls.join("\n"));
 }
