@@ -32,11 +32,16 @@ pub struct Options {
     pub bus: Option<String>,
 }
 
-/// A call to spkd that failed in its own task.
+/// The answer to a call spkd made in its own task.
 #[derive(Debug)]
-struct CallFailed {
-    summary: &'static str,
-    message: String,
+enum Reply {
+    /// `Upgrade` created the transaction at `path`, or (`None`) did not.
+    Upgrade(Option<String>),
+    /// A call failed: tell the user.
+    Failed {
+        summary: &'static str,
+        message: String,
+    },
 }
 
 /// Everything the loop owns besides its input streams.
@@ -48,7 +53,7 @@ struct App {
     job_views: JobViews,
     job_view: Option<JobView>,
     spkd: Option<Spkd>,
-    failures: mpsc::UnboundedSender<CallFailed>,
+    replies: mpsc::UnboundedSender<Reply>,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -58,7 +63,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .map_err(Error::connect("session"))?;
     let model = Model::new();
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
-    let (failures_tx, mut failures) = mpsc::unbounded_channel();
+    let (replies_tx, mut replies) = mpsc::unbounded_channel();
     let rendered = model.view();
     let tray = UpdatesTray::new(rendered.clone(), commands_tx)
         .assume_sni_available(true)
@@ -72,7 +77,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         job_views: JobViews::new(&session),
         job_view: None,
         spkd: None,
-        failures: failures_tx,
+        replies: replies_tx,
     };
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
@@ -111,10 +116,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
             () = tokio::time::sleep_until(retry_at), if watch.is_none() => {}
             Some(command) = commands.recv() => app.on_command(command).await,
             Some(command) = app.notices.action() => app.on_command(command).await,
-            Some(failed) = failures.recv() => {
-                tracing::warn!(summary = failed.summary, message = %failed.message, "call failed");
-                app.notices.inform(failed.summary, &failed.message).await;
-            }
+            () = cancel_requested(&mut app.job_view) => app.on_command(Command::Cancel).await,
+            Some(reply) = replies.recv() => app.on_reply(reply).await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -123,6 +126,14 @@ pub async fn run(options: Options) -> Result<(), Error> {
     tracing::info!("stopping");
     app.tray.shutdown().await;
     Ok(())
+}
+
+/// The next cancel request of the job view; never resolves while there is none.
+async fn cancel_requested(view: &mut Option<JobView>) {
+    match view {
+        Some(view) => view.cancel_requested().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next event of `watch`; never resolves while there is none.
@@ -206,11 +217,26 @@ impl App {
                 let effects = self.model.transaction_seen(job);
                 self.apply(effects).await;
             }
+            SpkdEvent::Progress {
+                path,
+                package,
+                activity,
+                done,
+                total,
+            } => {
+                let effects = self
+                    .model
+                    .package_progress(&path, &package, activity, done, total);
+                self.apply(effects).await;
+            }
             SpkdEvent::PackageDone {
                 path,
                 name,
                 version,
-            } => self.model.package_done(&path, &name, &version),
+            } => {
+                let effects = self.model.package_done(&path, &name, &version);
+                self.apply(effects).await;
+            }
             SpkdEvent::Notice { path, message } => self.model.notice(&path, &message),
             SpkdEvent::TransactionFinished {
                 path,
@@ -241,24 +267,66 @@ impl App {
                 .await;
             return;
         };
-        let failures = self.failures.clone();
-        // In its own task: polkit may keep the call waiting for the user's password.
-        tokio::spawn(async move {
-            let (summary, result) = match command {
-                Command::Install => ("Could not start the update", spkd.upgrade_all().await),
-                Command::Check => ("Could not check for updates", spkd.refresh().await),
-                Command::Details => return,
-            };
-            match result {
-                Ok(path) => tracing::info!(%path, ?command, "spkd started a transaction"),
-                Err(e) => {
-                    let _ = failures.send(CallFailed {
-                        summary,
-                        message: e.to_string(),
-                    });
-                }
+        let replies = self.replies.clone();
+        let failed = move |summary, e: Error| {
+            let _ = replies.send(Reply::Failed {
+                summary,
+                message: e.to_string(),
+            });
+        };
+        // In their own tasks: polkit may keep a call waiting for the user's password.
+        match command {
+            Command::Install => {
+                self.model.request_sent();
+                let replies = self.replies.clone();
+                tokio::spawn(async move {
+                    let path = match spkd.upgrade_all().await {
+                        Ok(path) => {
+                            tracing::info!(%path, "spkd started the upgrade");
+                            Some(path.to_string())
+                        }
+                        Err(e) => {
+                            failed("Could not start the update", e);
+                            None
+                        }
+                    };
+                    let _ = replies.send(Reply::Upgrade(path));
+                });
             }
-        });
+            Command::Check => {
+                tokio::spawn(async move {
+                    match spkd.refresh().await {
+                        Ok(path) => tracing::info!(%path, "spkd started a check"),
+                        Err(e) => failed("Could not check for updates", e),
+                    }
+                });
+            }
+            Command::Cancel => {
+                let Some(path) = self.model.cancel_requested() else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    match spkd.cancel(&path).await {
+                        Ok(()) => tracing::info!(%path, "asked spkd to cancel"),
+                        Err(e) => failed("Could not cancel", e),
+                    }
+                });
+            }
+            Command::Details => {}
+        }
+    }
+
+    async fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Upgrade(path) => {
+                let effects = self.model.request_answered(path.as_deref());
+                self.apply(effects).await;
+            }
+            Reply::Failed { summary, message } => {
+                tracing::warn!(summary, %message, "call failed");
+                self.notices.inform(summary, &message).await;
+            }
+        }
     }
 
     /// Everything from spkd anew: updates and transactions.
@@ -321,27 +389,39 @@ impl App {
                 }
                 Effect::Withdraw => self.notices.withdraw().await,
                 Effect::JobStarted { title, packages } => {
-                    // The "updates available" notice is stale once they are being installed.
-                    self.notices.withdraw().await;
                     self.job_view = self.job_views.start(&title, &packages).await;
-                    self.model.set_progress_elsewhere(self.job_view.is_some());
-                }
-                Effect::JobProgress { percent, message } => {
-                    if let Some(view) = &mut self.job_view {
-                        view.progress(percent, &message).await;
+                    if self.job_view.is_some() {
+                        // Stale once they are being installed; without a job tracker the
+                        // progress notice takes its place.
+                        self.notices.withdraw().await;
                     }
                 }
-                Effect::JobEnded {
-                    summary,
-                    body,
-                    error,
-                } => {
-                    self.model.set_progress_elsewhere(false);
-                    match self.job_view.take() {
-                        Some(view) => view.finish(error.as_deref()).await,
-                        None => self.notices.inform(&summary, &body).await,
+                Effect::JobProgress {
+                    title,
+                    percent,
+                    progress,
+                    activity,
+                } => match &mut self.job_view {
+                    Some(view) => view.progress(percent, &activity).await,
+                    None => {
+                        let body = if activity.is_empty() {
+                            progress
+                        } else {
+                            format!("{progress}\n{activity}")
+                        };
+                        self.notices.progress(&title, &body, percent).await;
+                    }
+                },
+                // The job tracker shows how its job ended.
+                Effect::Report(report) => {
+                    if self.job_view.is_none() {
+                        self.notices.inform(&report.summary, &report.body).await;
                     }
                 }
+                Effect::JobEnded { error } => match self.job_view.take() {
+                    Some(view) => view.finish(error.as_deref()).await,
+                    None => self.notices.end_progress().await,
+                },
             }
         }
     }

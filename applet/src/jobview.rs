@@ -2,19 +2,24 @@
 //! the way Plasma shows file copies and Discover's updates.
 //!
 //! `requestView` returns a `/JobViewServer/JobView_N` object (`org.kde.JobViewV2`) that takes
-//! `setInfoMessage`, `setPercent`, `setDescriptionField` and finally `terminate`. When nothing
+//! `setInfoMessage`, `setPercent`, `setDescriptionField` and finally `terminate`. The view is
+//! requested Killable, so the tracker offers a cancel button; its `cancelRequested` signal is
+//! read by [`JobView::cancel_requested`] and becomes the transaction's `Cancel()`. When nothing
 //! owns `org.kde.JobViewServer` (another desktop, a headless session) [`JobViews::start`]
-//! answers `None` and the tray tooltip shows the progress instead.
+//! answers `None` and a notification with a progress bar shows the progress instead.
 
+use futures_util::StreamExt;
+use zbus::message::Type as MessageType;
 use zbus::names::BusName;
 use zbus::zvariant::OwnedObjectPath;
-use zbus::{Connection, proxy};
+use zbus::{Connection, MatchRule, MessageStream, proxy};
 
 use crate::notify::APP_NAME;
 
 const SERVER_NAME: &str = "org.kde.JobViewServer";
-/// `requestView` capabilities: none (spkd transactions are cancelled from spkctl).
-const NOT_KILLABLE: i32 = 0;
+/// `requestView` capabilities: Killable (`KJob::Killable`), the tracker offers "Cancel".
+const KILLABLE: i32 = 0x1;
+const VIEW_INTERFACE: &str = "org.kde.JobViewV2";
 
 #[proxy(
     interface = "org.kde.JobViewServer",
@@ -54,6 +59,8 @@ pub struct JobViews {
 /// One job in the tracker.
 pub struct JobView {
     view: JobViewV2Proxy<'static>,
+    /// The view's `cancelRequested` (the user pressed the tracker's cancel button).
+    cancels: Option<MessageStream>,
     /// What the tracker shows now (calls that change nothing are not made).
     shown: (u32, String),
 }
@@ -78,7 +85,7 @@ impl JobViews {
             .await
             .ok()?;
         let path = match server
-            .request_view(APP_NAME, "system-software-update", NOT_KILLABLE)
+            .request_view(APP_NAME, "system-software-update", KILLABLE)
             .await
         {
             Ok(path) => path,
@@ -94,8 +101,22 @@ impl JobViews {
             .build()
             .await
             .ok()?;
+        let rule = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .interface(VIEW_INTERFACE)
+            .and_then(|b| b.member("cancelRequested"))
+            .and_then(|b| b.path(view.inner().path().to_owned()))
+            .map(|b| b.build());
+        let cancels = match rule {
+            Ok(rule) => MessageStream::for_match_rule(rule, &self.session, Some(8))
+                .await
+                .inspect_err(|e| tracing::debug!(error = %e, "cannot watch cancelRequested"))
+                .ok(),
+            Err(_) => None,
+        };
         let job = JobView {
             view,
+            cancels,
             shown: (0, String::new()),
         };
         job.call("setInfoMessage", job.view.set_info_message(title).await);
@@ -134,6 +155,23 @@ impl JobView {
                     .await
                     .map(drop),
             );
+        }
+    }
+
+    /// The next `cancelRequested` of this view; never resolves when it cannot be watched.
+    pub async fn cancel_requested(&mut self) {
+        let Some(cancels) = &mut self.cancels else {
+            return std::future::pending().await;
+        };
+        loop {
+            match cancels.next().await {
+                Some(Ok(_)) => return,
+                Some(Err(e)) => tracing::debug!(error = %e, "unreadable cancelRequested"),
+                None => {
+                    self.cancels = None;
+                    return std::future::pending().await;
+                }
+            }
         }
     }
 

@@ -2,15 +2,18 @@
 //!
 //! A tray icon (StatusNotifierItem) that is Passive while the system is up to date and Active
 //! when spkd reports updates, a desktop notification with an "Install updates" action when new
-//! updates appear, and the progress of any running spkd transaction (KDE's job tracker when
-//! present, else the tooltip). It talks to spkd on the system bus only; changes go through
-//! spkd's polkit check, which may ask the desktop's agent for a password.
+//! updates appear, and the progress of any running spkd transaction (the tooltip, and KDE's
+//! job tracker when present, else a notification with a progress bar). It talks to spkd on the
+//! system bus only; changes go through spkd's polkit check, which may ask the desktop's agent
+//! for a password.
 //!
 //! This file parses the command line and starts the loop in [`app`]; the decisions live in
-//! [`model`], the bus adapters in [`spkd`], [`watch`], [`tray`], [`notify`] and [`jobview`].
+//! [`model`] and [`job`], the bus adapters in [`spkd`], [`watch`], [`tray`], [`notify`] and
+//! [`jobview`].
 
 mod app;
 mod error;
+mod job;
 mod jobview;
 mod model;
 mod notify;
@@ -18,6 +21,7 @@ mod spkd;
 mod tray;
 mod watch;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal only, not in a session's log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,14 +1,25 @@
 //! What the notifier knows about spkd, and what it should show: a state machine with no I/O.
 //!
 //! [`Model`] is fed facts read from the system bus (spkd came or went, the list of upgradable
-//! packages, a transaction's properties and its end) and answers with [`Effect`]s for the
+//! packages, a transaction's properties, signals and end) and answers with [`Effect`]s for the
 //! notification and job-progress adapters; [`Model::view`] renders the tray item. It decides
-//! once, here, when a notification is due: only for a set of updates not announced before, so
-//! neither a repeated signal nor a reconnect to a restarted spkd notifies twice.
+//! once, here, when a notification is due:
+//!
+//! - updates are announced only when the set holds one not announced before, so neither a
+//!   repeated signal nor a reconnect to a restarted spkd notifies twice;
+//! - the progress of every modifying transaction is shown while it runs, whoever started it;
+//! - a result ("Updates installed", "Update cancelled", a failure) is told only for a
+//!   transaction the user asked for here — started from the notifier's "Install updates", or
+//!   cancelled from its job view or progress notice. Who starts a transaction elsewhere (root
+//!   with spkctl in a terminal) reads its result there; the tray item still returns to its
+//!   state (and a failure still turns it NeedsAttention). A transaction that changed no
+//!   package (an upgrade with nothing to do) is never announced.
 
 use std::collections::{BTreeSet, VecDeque};
 
-use spk_dbus::{Kind, State};
+use spk_dbus::{Activity, Kind, State};
+
+pub use crate::job::{Job, Report};
 
 /// How many ended transactions the model remembers (to report each end once).
 const ENDED_MEMORY: usize = 32;
@@ -34,102 +45,6 @@ impl Update {
             ),
             (true, false) => format!("{} {}", self.name, self.available_version),
             _ => self.name.clone(),
-        }
-    }
-}
-
-/// A transaction of spkd, as last read from its properties.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    /// Object path `/xyz/smech/Spk1/transaction/N`.
-    pub path: String,
-    pub kind: Kind,
-    pub packages: Vec<String>,
-    pub state: State,
-    pub percentage: u32,
-    pub current_package: String,
-    /// `ErrorMessage` (set when it failed).
-    pub error_message: String,
-    /// `PackageDone(name, version)` so far: "kate 2.0-1".
-    pub done: Vec<String>,
-    /// `Notice` messages so far (a changed configuration file kept beside the new one…).
-    pub notices: Vec<String>,
-}
-
-impl Job {
-    /// Whether spkd has finished with this transaction.
-    pub fn is_over(&self) -> bool {
-        self.state.is_final()
-    }
-
-    /// "Installing updates", "Installing packages", "Removing packages".
-    pub fn title(&self) -> &'static str {
-        match self.kind {
-            Kind::Upgrade => "Installing updates",
-            Kind::Install => "Installing packages",
-            Kind::Remove => "Removing packages",
-            Kind::Refresh => "Checking for updates",
-            Kind::Rollback => "Rolling back packages",
-        }
-    }
-
-    /// The [`Effect::JobEnded`] for this job ending in `state` (`finished` = success) with
-    /// spkd's `message`.
-    fn ended(&self, state: State, message: &str) -> Effect {
-        let error = match state {
-            State::Finished => None,
-            State::Cancelled => Some("Cancelled".to_owned()),
-            _ if message.is_empty() => Some(format!("The transaction {state}")),
-            _ => Some(message.to_owned()),
-        };
-        let summary = match (self.kind, &error, state) {
-            (_, _, State::Cancelled) => "Cancelled",
-            (Kind::Upgrade, None, _) => "Updates installed",
-            (Kind::Install, None, _) => "Packages installed",
-            (Kind::Remove, None, _) => "Packages removed",
-            (Kind::Upgrade, Some(_), _) => "Updates could not be installed",
-            (Kind::Remove, Some(_), _) => "Packages could not be removed",
-            (Kind::Rollback, None, _) => "Packages rolled back",
-            (Kind::Rollback, Some(_), _) => "Packages could not be rolled back",
-            _ => "Packages could not be installed",
-        };
-        let mut body = match &error {
-            Some(e) => e.clone(),
-            None if !self.done.is_empty() => self.done.join("\n"),
-            None if self.packages.is_empty() => "The system is up to date.".to_owned(),
-            None => self.packages.join(", "),
-        };
-        // What the admin has to look at: kept configuration files and the like.
-        for notice in &self.notices {
-            body.push('\n');
-            body.push_str(notice);
-        }
-        Effect::JobEnded {
-            summary: summary.to_owned(),
-            body,
-            error,
-        }
-    }
-
-    /// What is happening now, e.g. "Downloading kate", "Waiting for another transaction".
-    pub fn activity(&self) -> String {
-        let what = if self.current_package.is_empty() {
-            self.packages.join(", ")
-        } else {
-            self.current_package.clone()
-        };
-        let verb = match self.state {
-            State::Queued => return "Waiting for another transaction".to_owned(),
-            State::Resolving => "Preparing",
-            State::Downloading => "Downloading",
-            State::Installing if self.kind == Kind::Remove => "Removing",
-            State::Installing => "Installing",
-            State::Finished | State::Failed | State::Cancelled => return String::new(),
-        };
-        if what.is_empty() {
-            verb.to_owned()
-        } else {
-            format!("{verb} {what}")
         }
     }
 }
@@ -168,15 +83,20 @@ pub enum Effect {
         title: String,
         packages: Vec<String>,
     },
-    /// The followed transaction progressed.
-    JobProgress { percent: u32, message: String },
-    /// The followed transaction ended: `summary` and `body` say how; `error` is `None` on
-    /// success.
-    JobEnded {
-        summary: String,
-        body: String,
-        error: Option<String>,
+    /// The followed transaction progressed: `progress` is "42 %, 3 of 7", `activity` what
+    /// happens now ("Downloading kate").
+    JobProgress {
+        title: String,
+        percent: u32,
+        progress: String,
+        activity: String,
     },
+    /// Tell the user how a transaction they asked for ended (before its [`Effect::JobEnded`]
+    /// when it is the followed one, so the notice can take the progress notice's place).
+    Report(Report),
+    /// The followed transaction ended: stop showing its progress; `error` is `None` on
+    /// success.
+    JobEnded { error: Option<String> },
 }
 
 /// The notifier's knowledge.
@@ -197,8 +117,13 @@ pub struct Model {
     checking: Option<String>,
     /// The last transaction failed with this message (until the next one starts).
     failure: Option<String>,
-    /// Progress is shown by a job view (KDE's JobViewServer), not in the tooltip.
-    progress_elsewhere: bool,
+    /// Transactions the user asked for here: their result is reported.
+    asked: BTreeSet<String>,
+    /// Calls creating a transaction sent and not answered yet.
+    requests_pending: u32,
+    /// Results of transactions that ended while a request was pending, until its answer says
+    /// whether they were the user's.
+    unclaimed: Vec<(String, Report)>,
 }
 
 impl Model {
@@ -238,8 +163,11 @@ impl Model {
         self.checking = None;
         let mut effects = Vec::new();
         if let Some(job) = self.job.take() {
-            effects.push(job.ended(State::Failed, "The update service stopped"));
+            effects.extend(self.end(job, State::Failed, "The update service stopped"));
         }
+        // A restarted spkd numbers its transactions anew.
+        self.asked.clear();
+        self.unclaimed.clear();
         effects
     }
 
@@ -289,18 +217,46 @@ impl Model {
             || self.ended.iter().any(|p| p == path)
     }
 
-    /// Whether a new modifying transaction could be followed now.
+    /// Whether a modifying transaction is followed now.
     pub fn is_following_job(&self) -> bool {
         self.job.is_some()
     }
 
-    /// The progress of jobs is shown by a job view from now on (or, with `false`, again in the
-    /// tooltip).
-    pub fn set_progress_elsewhere(&mut self, elsewhere: bool) {
-        self.progress_elsewhere = elsewhere;
+    /// The user asked here for a transaction (`Upgrade`); its path comes with
+    /// [`Model::request_answered`].
+    pub fn request_sent(&mut self) {
+        self.requests_pending += 1;
     }
 
-    /// The current properties of a transaction, from `GetAll` or a `PropertiesChanged`.
+    /// spkd answered a request with the new transaction's `path` (`None`: it refused). A
+    /// result that came before the answer is reported now.
+    pub fn request_answered(&mut self, path: Option<&str>) -> Vec<Effect> {
+        self.requests_pending = self.requests_pending.saturating_sub(1);
+        let mut effects = Vec::new();
+        if let Some(path) = path {
+            self.asked.insert(path.to_owned());
+            if let Some(i) = self.unclaimed.iter().position(|(p, _)| p == path) {
+                effects.push(Effect::Report(self.unclaimed.remove(i).1));
+            }
+        }
+        if self.requests_pending == 0 {
+            self.unclaimed.clear();
+        }
+        effects
+    }
+
+    /// The user asked to cancel the followed transaction (its job view's cancel, the progress
+    /// notice's "Cancel"): the path to call `Cancel()` on, if it can still be cancelled. Its
+    /// end is reported to the user, who asked for it.
+    pub fn cancel_requested(&mut self) -> Option<String> {
+        let job = self.job.as_ref().filter(|j| !j.is_over())?;
+        self.asked.insert(job.path.clone());
+        Some(job.path.clone())
+    }
+
+    /// The transaction `job` was read (its properties, or a change of them). Refreshes are
+    /// tracked for the tooltip only; the first modifying transaction seen is followed until it
+    /// ends (its end may be the state read here).
     pub fn transaction_seen(&mut self, job: Job) -> Vec<Effect> {
         if job.kind == Kind::Refresh {
             if job.is_over() {
@@ -316,12 +272,15 @@ impl Model {
         match &mut self.job {
             Some(current) if current.path == job.path => {
                 let before = (current.percentage, current.activity());
-                // Percentage never goes down within a transaction; keep it so.
+                // Percentage never goes down within a transaction; keep it so. What the
+                // signals told (packages done, in flight) and the total stay.
                 let percentage = job.percentage.max(current.percentage);
-                let done = std::mem::take(&mut current.done);
                 *current = Job {
                     percentage,
-                    done,
+                    total: current.total,
+                    done: std::mem::take(&mut current.done),
+                    in_flight: std::mem::take(&mut current.in_flight),
+                    notices: std::mem::take(&mut current.notices),
                     ..job
                 };
                 if current.is_over() {
@@ -329,53 +288,87 @@ impl Model {
                     let path = current.path.clone();
                     return self.transaction_finished(&path, state, "");
                 }
-                let after = (current.percentage, current.activity());
-                if before != after {
-                    effects.push(Effect::JobProgress {
-                        percent: after.0,
-                        message: after.1,
-                    });
+                if before != (current.percentage, current.activity()) {
+                    effects.extend(self.progress());
                 }
             }
             // Another transaction is followed already; this one shows after it.
             Some(_) => {}
             // Ended before it was seen (or reported already).
             None if self.ended.contains(&job.path) => {}
-            None if job.is_over() => {
+            None => {
+                if !job.is_over() {
+                    self.failure = None;
+                }
                 effects.push(Effect::JobStarted {
                     title: job.title().to_owned(),
                     packages: job.packages.clone(),
                 });
+                let mut job = job;
+                job.total = match (job.kind, job.packages.len() as u32) {
+                    (Kind::Upgrade, 0) => self.count,
+                    (_, named) => named,
+                };
                 let (path, state) = (job.path.clone(), job.state);
                 self.job = Some(job);
-                effects.extend(self.transaction_finished(&path, state, ""));
-            }
-            None => {
-                self.failure = None;
-                effects.push(Effect::JobStarted {
-                    title: job.title().to_owned(),
-                    packages: job.packages.clone(),
-                });
-                effects.push(Effect::JobProgress {
-                    percent: job.percentage,
-                    message: job.activity(),
-                });
-                self.job = Some(job);
+                if state.is_final() {
+                    effects.extend(self.transaction_finished(&path, state, ""));
+                } else {
+                    effects.extend(self.progress());
+                }
             }
         }
         effects
     }
 
-    /// A transaction sent `PackageDone(name, version)`.
-    pub fn package_done(&mut self, path: &str, name: &str, version: &str) {
-        if let Some(job) = self.job.as_mut().filter(|j| j.path == path) {
-            job.done.push(format!("{name} {version}"));
+    /// The followed job's progress, as an effect.
+    fn progress(&self) -> Option<Effect> {
+        let job = self.job.as_ref()?;
+        Some(Effect::JobProgress {
+            title: job.title().to_owned(),
+            percent: job.percentage,
+            progress: job.progress(),
+            activity: job.activity(),
+        })
+    }
+
+    /// The followed job at `path`, if it is.
+    fn job_at(&mut self, path: &str) -> Option<&mut Job> {
+        self.job.as_mut().filter(|j| j.path == path)
+    }
+
+    /// A transaction sent `Progress(package, activity, done, total)`.
+    pub fn package_progress(
+        &mut self,
+        path: &str,
+        package: &str,
+        activity: Activity,
+        done: u64,
+        total: u64,
+    ) -> Vec<Effect> {
+        let Some(job) = self.job_at(path) else {
+            return Vec::new();
+        };
+        let before = job.activity();
+        job.package_progress(package, activity, done, total);
+        if job.activity() == before {
+            return Vec::new();
         }
+        self.progress().into_iter().collect()
+    }
+
+    /// A transaction sent `PackageDone(name, version)`.
+    pub fn package_done(&mut self, path: &str, name: &str, version: &str) -> Vec<Effect> {
+        let Some(job) = self.job_at(path) else {
+            return Vec::new();
+        };
+        job.package_done(name, version);
+        self.progress().into_iter().collect()
     }
 
     /// A transaction sent `Notice(…, message)`.
     pub fn notice(&mut self, path: &str, message: &str) {
-        if let Some(job) = self.job.as_mut().filter(|j| j.path == path) {
+        if let Some(job) = self.job_at(path) {
             job.notices.push(message.to_owned());
         }
     }
@@ -386,22 +379,36 @@ impl Model {
             self.checking = None;
             return Vec::new();
         }
-        let Some(job) = self.job.take_if(|j| j.path == path) else {
-            return Vec::new();
-        };
+        match self.job.take_if(|j| j.path == path) {
+            Some(job) => self.end(job, state, message),
+            None => Vec::new(),
+        }
+    }
+
+    /// The followed `job` ended in `state` with spkd's `message`: the result for the user (if
+    /// they asked for it and something is to tell), then the end of its progress.
+    fn end(&mut self, job: Job, state: State, message: &str) -> Vec<Effect> {
         let message = if message.is_empty() {
             job.error_message.as_str()
         } else {
             message
         };
-        let ended = job.ended(state, message);
-        self.remember_end(job.path);
-        if let Effect::JobEnded { error: Some(e), .. } = &ended
-            && state == State::Failed
-        {
-            self.failure = Some(e.clone());
+        let error = job.error(state, message);
+        if state == State::Failed {
+            self.failure = error.clone();
         }
-        vec![ended]
+        let mut effects = Vec::new();
+        if let Some(report) = job.report(state, message) {
+            if self.asked.remove(&job.path) {
+                effects.push(Effect::Report(report));
+            } else if self.requests_pending > 0 {
+                // Maybe the answer to the user's request, still on its way.
+                self.unclaimed.push((job.path.clone(), report));
+            }
+        }
+        self.remember_end(job.path);
+        effects.push(Effect::JobEnded { error });
+        effects
     }
 
     fn remember_end(&mut self, path: String) {
@@ -430,11 +437,7 @@ impl Model {
         if let Some(job) = &self.job {
             view.status = ItemStatus::Active;
             view.icon = "system-software-update";
-            view.tooltip_title = if self.progress_elsewhere {
-                format!("{}…", job.title())
-            } else {
-                format!("{}… {} %", job.title(), job.percentage)
-            };
+            view.tooltip_title = format!("{} — {}", job.title(), job.progress());
             view.tooltip_body = job.activity();
             return view;
         }
@@ -489,17 +492,40 @@ mod tests {
     }
 
     fn job(path: &str, kind: &str, state: &str, percentage: u32) -> Job {
-        Job {
-            path: path.into(),
-            kind: kind.parse().unwrap(),
-            packages: vec!["kate".into()],
-            state: state.parse().unwrap(),
-            percentage,
-            current_package: String::new(),
-            error_message: String::new(),
-            done: Vec::new(),
-            notices: Vec::new(),
-        }
+        let mut job = Job::new(path, kind.parse().unwrap(), state.parse().unwrap());
+        job.packages = vec!["kate".into()];
+        job.percentage = percentage;
+        job
+    }
+
+    /// The reports among `effects`.
+    fn reports(effects: &[Effect]) -> Vec<Report> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Report(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A model following an upgrade of everything (3 updates) the user started here.
+    fn upgrading(path: &str) -> Model {
+        let mut m = present();
+        m.set_updates(
+            3,
+            vec![
+                update("kate", "2"),
+                update("mesa", "2"),
+                update("plasma", "2"),
+            ],
+        );
+        m.request_sent();
+        m.request_answered(Some(path));
+        let mut upgrade = job(path, "upgrade", "downloading", 10);
+        upgrade.packages.clear();
+        m.transaction_seen(upgrade);
+        m
     }
 
     fn present() -> Model {
@@ -529,18 +555,14 @@ mod tests {
 
     #[test]
     fn the_end_of_an_upgrade_mentions_kept_configuration_files() {
-        let mut m = present();
-        m.transaction_seen(job("/t/1", "upgrade", "installing", 50));
+        let mut m = upgrading("/t/1");
         m.package_done("/t/1", "kate", "2.0-1");
         let kept =
             "etc/kate.conf was changed locally and kept; the new version is etc/kate.conf.spknew";
         m.notice("/t/1", kept);
         m.notice("/t/other", "not this transaction's");
         let effects = m.transaction_finished("/t/1", State::Finished, "");
-        let body = effects.iter().find_map(|e| match e {
-            Effect::JobEnded { body, .. } => Some(body.clone()),
-            _ => None,
-        });
+        let body = reports(&effects).pop().map(|r| r.body);
         assert_eq!(
             body.as_deref(),
             Some(format!("kate 2.0-1\n{kept}").as_str())
@@ -627,6 +649,8 @@ mod tests {
         let mut m = present();
         m.set_updates(1, vec![update("kate", "2.0-1")]);
         let t = "/xyz/smech/Spk1/transaction/3";
+        m.request_sent();
+        assert_eq!(m.request_answered(Some(t)), vec![]);
         let started = m.transaction_seen(job(t, "upgrade", "downloading", 0));
         assert!(matches!(
             started.as_slice(),
@@ -635,30 +659,141 @@ mod tests {
         assert!(m.follows(t));
         m.transaction_seen(job(t, "upgrade", "installing", 42));
         let view = m.view();
-        assert_eq!(view.tooltip_title, "Installing updates… 42 %");
+        assert_eq!(view.tooltip_title, "Installing updates — 42 %, 0 of 1");
         assert!(!view.can_install);
         // A stale, lower percentage never shows.
         m.transaction_seen(job(t, "upgrade", "installing", 40));
         assert_eq!(m.job().map(|j| j.percentage), Some(42));
         m.package_done(t, "kate", "2.0-1");
+        assert_eq!(m.view().tooltip_title, "Installing updates — 42 %, 1 of 1");
         let ended = m.transaction_finished(t, State::Finished, "");
         assert_eq!(
             ended,
-            vec![Effect::JobEnded {
-                summary: "Updates installed".into(),
-                body: "kate 2.0-1".into(),
-                error: None
-            }]
+            vec![
+                Effect::Report(Report {
+                    summary: "Updates installed".into(),
+                    body: "kate 2.0-1".into(),
+                }),
+                Effect::JobEnded { error: None }
+            ]
         );
         assert!(m.job().is_none());
     }
 
     #[test]
-    fn with_a_job_view_the_tooltip_shows_no_percentage() {
+    fn the_tooltip_shows_the_overall_progress_and_what_is_downloaded() {
+        let t = "/t/1";
+        let mut m = upgrading(t);
+        assert_eq!(m.view().tooltip_title, "Installing updates — 10 %, 0 of 3");
+        m.package_progress(t, "kate", Activity::Downloading, 10, 100);
+        let effects = m.package_progress(t, "mesa", Activity::Downloading, 5, 100);
+        assert!(
+            matches!(effects.as_slice(), [Effect::JobProgress { activity, .. }] if activity == "Downloading kate, mesa"),
+            "{effects:?}"
+        );
+        // CurrentPackage names the last package started; the tooltip names both downloads.
+        let mut later = job(t, "upgrade", "downloading", 42);
+        later.packages.clear();
+        later.current_package = "mesa".into();
+        m.transaction_seen(later);
+        m.package_progress(t, "kate", Activity::Downloading, 100, 100);
+        m.package_done(t, "kate", "2");
+        m.package_done(t, "plasma", "2");
+        let view = m.view();
+        assert_eq!(view.tooltip_title, "Installing updates — 42 %, 2 of 3");
+        assert_eq!(view.tooltip_body, "Downloading mesa");
+    }
+
+    #[test]
+    fn a_cancelled_update_says_what_was_and_was_not_changed() {
+        let mut m = upgrading("/t/1");
+        let ended = m.transaction_finished("/t/1", State::Cancelled, "cancelled");
+        assert_eq!(
+            reports(&ended),
+            vec![Report {
+                summary: "Update cancelled".into(),
+                body: "Nothing was changed.".into()
+            }]
+        );
+        let mut m = upgrading("/t/2");
+        m.package_done("/t/2", "kate", "2");
+        let ended = m.transaction_finished("/t/2", State::Cancelled, "");
+        assert_eq!(
+            reports(&ended),
+            vec![Report {
+                summary: "Update cancelled".into(),
+                body: "Updated before the cancel: kate 2. 2 other packages were not changed."
+                    .into()
+            }]
+        );
+        assert!(matches!(
+            ended.last(),
+            Some(Effect::JobEnded { error: Some(e) }) if e == "Update cancelled"
+        ));
+    }
+
+    #[test]
+    fn a_cancelled_removal_or_installation_is_named_so() {
+        for (kind, summary) in [
+            ("remove", "Removal cancelled"),
+            ("install", "Installation cancelled"),
+        ] {
+            let mut m = present();
+            m.request_sent();
+            m.request_answered(Some("/t/1"));
+            m.transaction_seen(job("/t/1", kind, "installing", 10));
+            let ended = m.transaction_finished("/t/1", State::Cancelled, "");
+            let report = reports(&ended).pop().expect("a report");
+            assert_eq!(report.summary, summary);
+            assert_eq!(report.body, "Nothing was changed.");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_that_changed_nothing_announces_nothing() {
+        let mut m = upgrading("/t/1");
+        let ended = m.transaction_finished("/t/1", State::Finished, "");
+        assert_eq!(ended, vec![Effect::JobEnded { error: None }]);
+    }
+
+    #[test]
+    fn an_upgrade_started_elsewhere_shows_progress_but_no_result() {
         let mut m = present();
-        m.set_progress_elsewhere(true);
-        m.transaction_seen(job("/t/1", "upgrade", "installing", 42));
-        assert_eq!(m.view().tooltip_title, "Installing updates…");
+        m.set_updates(1, vec![update("kate", "2.0-1")]);
+        // root runs `spkctl upgrade` in a terminal.
+        let started = m.transaction_seen(job("/t/1", "upgrade", "downloading", 0));
+        assert!(matches!(
+            started.as_slice(),
+            [Effect::JobStarted { .. }, Effect::JobProgress { .. }]
+        ));
+        m.package_done("/t/1", "kate", "2.0-1");
+        let ended = m.transaction_finished("/t/1", State::Finished, "");
+        assert_eq!(ended, vec![Effect::JobEnded { error: None }]);
+    }
+
+    #[test]
+    fn a_result_before_the_answer_to_the_request_is_reported_with_it() {
+        let mut m = present();
+        m.request_sent();
+        m.transaction_seen(job("/t/1", "upgrade", "installing", 50));
+        m.package_done("/t/1", "kate", "2.0-1");
+        let ended = m.transaction_finished("/t/1", State::Finished, "");
+        assert_eq!(ended, vec![Effect::JobEnded { error: None }]);
+        let answered = m.request_answered(Some("/t/1"));
+        assert_eq!(reports(&answered).len(), 1, "{answered:?}");
+        assert_eq!(reports(&answered)[0].summary, "Updates installed");
+    }
+
+    #[test]
+    fn a_cancel_from_the_job_view_cancels_the_followed_transaction() {
+        let mut m = present();
+        assert_eq!(m.cancel_requested(), None);
+        m.transaction_seen(job("/t/1", "upgrade", "downloading", 5));
+        assert_eq!(m.cancel_requested().as_deref(), Some("/t/1"));
+        // The user asked for the cancel: they hear how it ended.
+        let ended = m.transaction_finished("/t/1", State::Cancelled, "");
+        assert_eq!(reports(&ended)[0].summary, "Update cancelled");
+        assert_eq!(m.cancel_requested(), None);
     }
 
     #[test]
@@ -694,7 +829,7 @@ mod tests {
         let effects = m.transaction_seen(failed.clone());
         assert!(matches!(
             effects.as_slice(),
-            [Effect::JobStarted { .. }, Effect::JobEnded { error: Some(e), .. }] if e == "no space left"
+            [Effect::JobStarted { .. }, Effect::JobEnded { error: Some(e) }] if e == "no space left"
         ));
         assert!(m.follows("/t/7"));
         assert_eq!(m.transaction_seen(failed), vec![]);
@@ -711,7 +846,7 @@ mod tests {
         let effects = m.daemon_vanished();
         assert!(matches!(
             effects.as_slice(),
-            [Effect::JobEnded { error: Some(_), .. }]
+            [Effect::JobEnded { error: Some(_) }]
         ));
     }
 }

@@ -1,11 +1,13 @@
 //! Desktop notifications (`org.freedesktop.Notifications` on the session bus).
 //!
 //! The notifier keeps one notification slot: a new notice replaces the previous one
-//! (`replaces_id`), so the user never sees a stack of stale "updates available". The update
-//! notice carries the actions `install` ("Install updates") and `default` ("Show details");
-//! [`Notices::action`] maps the server's `ActionInvoked` for that notice back to a
-//! [`Command`]. A missing notification server is not an error: the tray item still shows
-//! everything.
+//! (`replaces_id`), so the user never sees a stack of stale "updates available". Actions only
+//! where they lead somewhere: the update notice carries `install` ("Install updates") and
+//! `default` ("Show details", the list of updates); the progress notice (shown where no KDE
+//! job tracker runs) carries `cancel` and the `value` hint (0–100) that servers such as dunst
+//! draw as a bar, updated in place; a result notice carries none. [`Notices::action`] maps the
+//! server's `ActionInvoked` for our notice back to a [`Command`]. A missing notification
+//! server is not an error: the tray item still shows everything.
 
 use std::collections::HashMap;
 
@@ -29,6 +31,9 @@ pub const ACTION_INSTALL_LABEL: &str = "Install updates";
 /// The action of a click on the notice body.
 const ACTION_DEFAULT: &str = "default";
 const ACTION_DEFAULT_LABEL: &str = "Show details";
+/// The action that cancels the transaction in progress.
+const ACTION_CANCEL: &str = "cancel";
+const ACTION_CANCEL_LABEL: &str = "Cancel";
 const NOTIFICATIONS_IFACE: &str = "org.freedesktop.Notifications";
 
 #[proxy(
@@ -54,8 +59,26 @@ pub struct Notices {
 #[derive(Debug, Clone, Copy)]
 struct Shown {
     id: u32,
+    what: Slot,
+}
+
+/// What our notice is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
     /// It lists pending updates (and goes when they do).
-    lists_updates: bool,
+    Updates,
+    /// The progress of a transaction (it goes when the transaction ends).
+    Progress,
+    /// A result or an error (it stays until the user closes it).
+    Result,
+}
+
+/// How one notice looks: its actions, hints and timeout.
+struct Look<'a> {
+    what: Slot,
+    actions: &'a [&'a str],
+    /// The `value` hint: a progress bar at this percentage.
+    value: Option<u32>,
 }
 
 impl Notices {
@@ -87,54 +110,99 @@ impl Notices {
         })
     }
 
-    /// "3 updates available", one line per package, with "Install updates".
+    /// "3 updates available", one line per package, with "Install updates" and "Show details".
     pub async fn announce(&mut self, count: u32, updates: &[Update]) {
-        let body = describe(updates);
-        self.show(&count_phrase(count), &body, true).await;
+        let look = Look {
+            what: Slot::Updates,
+            actions: &[
+                ACTION_INSTALL,
+                ACTION_INSTALL_LABEL,
+                ACTION_DEFAULT,
+                ACTION_DEFAULT_LABEL,
+            ],
+            value: None,
+        };
+        self.show(&count_phrase(count), &describe(updates), look)
+            .await;
     }
 
-    /// The list of updates, shown on "Show details".
+    /// The list of updates, shown on "Show details" (with "Install updates" when there are).
     pub async fn details(&mut self, count: u32, updates: &[Update]) {
         if count == 0 {
-            self.show("No updates available", "The system is up to date.", false)
+            self.inform("No updates available", "The system is up to date.")
                 .await;
         } else {
             let summary = format!("Available updates ({count})");
-            self.show(&summary, &describe(updates), true).await;
+            let look = Look {
+                what: Slot::Updates,
+                actions: &[ACTION_INSTALL, ACTION_INSTALL_LABEL],
+                value: None,
+            };
+            self.show(&summary, &describe(updates), look).await;
         }
     }
 
     /// A notice without actions (a result, an error).
     pub async fn inform(&mut self, summary: &str, body: &str) {
-        self.show(summary, body, false).await;
+        let look = Look {
+            what: Slot::Result,
+            actions: &[],
+            value: None,
+        };
+        self.show(summary, body, look).await;
+    }
+
+    /// The progress of a transaction at `percent`, in place of our previous notice, with
+    /// "Cancel".
+    pub async fn progress(&mut self, summary: &str, body: &str, percent: u32) {
+        let look = Look {
+            what: Slot::Progress,
+            actions: &[ACTION_CANCEL, ACTION_CANCEL_LABEL],
+            value: Some(percent.min(100)),
+        };
+        self.show(summary, body, look).await;
     }
 
     /// Close the notice listing updates, if it is still there (a result or error stays).
     pub async fn withdraw(&mut self) {
-        if let Some(shown) = self.shown.take_if(|s| s.lists_updates)
+        self.close(Slot::Updates).await;
+    }
+
+    /// Close the progress notice, if it is still there (a result took its place otherwise).
+    pub async fn end_progress(&mut self) {
+        self.close(Slot::Progress).await;
+    }
+
+    async fn close(&mut self, what: Slot) {
+        if let Some(shown) = self.shown.take_if(|s| s.what == what)
             && let Err(e) = self.proxy.close_notification(shown.id).await
         {
             tracing::debug!(id = shown.id, error = %e, "could not close the notification");
         }
     }
 
-    async fn show(&mut self, summary: &str, body: &str, offer_install: bool) {
-        let actions: &[&str] = if offer_install {
-            &[
-                ACTION_INSTALL,
-                ACTION_INSTALL_LABEL,
-                ACTION_DEFAULT,
-                ACTION_DEFAULT_LABEL,
-            ]
-        } else {
-            &[ACTION_DEFAULT, ACTION_DEFAULT_LABEL]
-        };
+    async fn show(&mut self, summary: &str, body: &str, look: Look<'_>) {
         let mut hints = HashMap::new();
         hints.insert("desktop-entry", Value::from("spk-notifier"));
-        hints.insert("urgency", Value::U8(1));
+        let (urgency, timeout) = match look.value {
+            // Low urgency, and on screen until the transaction ends.
+            Some(value) => {
+                hints.insert("value", Value::I32(value as i32));
+                (0u8, 0i32)
+            }
+            None => (1u8, -1i32),
+        };
+        hints.insert("urgency", Value::U8(urgency));
         let replaces = self.shown.map_or(0, |s| s.id);
         let notify = (
-            APP_NAME, replaces, APP_ICON, summary, body, actions, hints, -1i32,
+            APP_NAME,
+            replaces,
+            APP_ICON,
+            summary,
+            body,
+            look.actions,
+            hints,
+            timeout,
         );
         match self
             .proxy
@@ -143,10 +211,10 @@ impl Notices {
             .await
         {
             Ok(id) => {
-                tracing::info!(id, summary, "notification shown");
+                tracing::info!(id, summary, value = ?look.value, "notification shown");
                 self.shown = Some(Shown {
                     id,
-                    lists_updates: offer_install,
+                    what: look.what,
                 });
             }
             Err(e) => tracing::warn!(summary, error = %e, "no notification server took the notice"),
@@ -175,6 +243,7 @@ impl Notices {
                     match key.as_str() {
                         ACTION_INSTALL => return Some(Command::Install),
                         ACTION_DEFAULT => return Some(Command::Details),
+                        ACTION_CANCEL => return Some(Command::Cancel),
                         _ => {}
                     }
                 }

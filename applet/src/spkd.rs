@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use spk_dbus::{
     BUS_NAME, ChangeOptions, Kind, ManagerProxy, PackageState, State, TRANSACTION_INTERFACE,
+    TransactionProxy,
 };
 use zbus::Connection;
 use zbus::proxy::CacheProperties;
@@ -119,17 +120,7 @@ impl Spkd {
                 zbus::zvariant::Error::IncorrectType,
             )));
         };
-        let mut job = Job {
-            path: path.to_owned(),
-            kind,
-            packages: Vec::new(),
-            state,
-            percentage: 0,
-            current_package: String::new(),
-            error_message: String::new(),
-            done: Vec::new(),
-            notices: Vec::new(),
-        };
+        let mut job = Job::new(path, kind, state);
         apply_properties(&mut job, &all);
         Ok(job)
     }
@@ -140,6 +131,18 @@ impl Spkd {
             .upgrade(&[], &ChangeOptions::default())
             .await
             .map_err(Error::call("Upgrade"))
+    }
+
+    /// `Cancel()` on the transaction at `path` (spkd lets its requester or root cancel it).
+    pub async fn cancel(&self, path: &str) -> Result<(), Error> {
+        let transaction = TransactionProxy::builder(&self.conn)
+            .path(path.to_owned())
+            .map_err(Error::call("Transaction proxy"))?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(Error::call("Transaction proxy"))?;
+        transaction.cancel().await.map_err(Error::call("Cancel"))
     }
 
     /// `Refresh({})`.

@@ -19,6 +19,8 @@ pub enum Command {
     Check,
     /// Show the list of updates.
     Details,
+    /// `Cancel()` the followed transaction (its job view's or progress notice's cancel).
+    Cancel,
 }
 
 /// The tray item's state, as ksni reads it.

@@ -3,9 +3,9 @@
 //! Two match rules cover everything: `NameOwnerChanged` for `xyz.smech.Spk1` (spkd starting,
 //! stopping, restarting) and every signal under `/xyz/smech/Spk1` (the Manager's
 //! `UpdatesAvailable` and `PropertiesChanged`, each transaction's `PropertiesChanged`,
-//! `PackageDone` and `Finished`). A signal counts only when it comes from the connection that owns
-//! `xyz.smech.Spk1` at the time: anyone on the system bus may emit a signal with spkd's
-//! interface names, only spkd can send from its own name.
+//! `Progress`, `PackageDone`, `Notice` and `Finished`). A signal counts only when it comes
+//! from the connection that owns `xyz.smech.Spk1` at the time: anyone on the system bus may
+//! emit a signal with spkd's interface names, only spkd can send from its own name.
 
 use std::collections::HashMap;
 
@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use futures_util::stream::Select;
 use spk_dbus::proxy::UpdatesAvailable;
 use spk_dbus::{
-    BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, State, TRANSACTION_INTERFACE, TransactionSignal,
-    is_transaction_path,
+    Activity, BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, State, TRANSACTION_INTERFACE,
+    TransactionSignal, is_transaction_path,
 };
 use zbus::fdo::DBusProxy;
 use zbus::message::Type as MessageType;
@@ -37,6 +37,14 @@ pub enum SpkdEvent {
     TransactionChanged {
         path: String,
         changed: HashMap<String, OwnedValue>,
+    },
+    /// `Progress(package, activity, done, total)` of the transaction at `path`.
+    Progress {
+        path: String,
+        package: String,
+        activity: Activity,
+        done: u64,
+        total: u64,
     },
     /// `PackageDone(name, version)` of the transaction at `path`.
     PackageDone {
@@ -180,7 +188,19 @@ impl Watch {
                     message,
                 })
             }
-            TransactionSignal::Progress { .. } | TransactionSignal::Hook { .. } => None,
+            TransactionSignal::Progress {
+                package,
+                activity,
+                done,
+                total,
+            } => Some(SpkdEvent::Progress {
+                path,
+                package,
+                activity,
+                done,
+                total,
+            }),
+            TransactionSignal::Hook { .. } => None,
         }
     }
 }

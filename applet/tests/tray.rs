@@ -140,14 +140,34 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
     let (progress_title, activity) = eventually("progress in the tooltip", || async move {
         let item = item_ref;
         let now = (item.status(desktop).await, item.tooltip(desktop).await);
-        if now.0 == "Active" && now.1.0.starts_with("Installing updates… ") {
+        if now.0 == "Active" && now.1.0.starts_with("Installing updates — ") {
             Ok(now.1)
         } else {
             Err(format!("{now:?}"))
         }
     })
     .await;
-    assert!(progress_title.ends_with(" %"), "{progress_title}");
+    // The overall progress: "Installing updates — 42 %, 0 of 1" (packages done of the update).
+    let overall = progress_title.trim_start_matches("Installing updates — ");
+    let (percent, tally) = overall.split_once(" %, ").expect(&progress_title);
+    assert!(
+        percent.parse::<u32>().is_ok_and(|p| p <= 100),
+        "{progress_title}"
+    );
+    assert!(tally == "0 of 1" || tally == "1 of 1", "{progress_title}");
+    // Without a job tracker, a notice with a progress bar (the `value` hint) shows it too.
+    let bar = eventually("a progress notification", || async move {
+        let r = desktop.received();
+        r.iter()
+            .find(|n| n.summary == "Installing updates")
+            .cloned()
+            .ok_or_else(|| format!("{r:?}"))
+    })
+    .await;
+    assert!(
+        bar.progress.parse::<u32>().is_ok_and(|p| p <= 100),
+        "no value hint: {bar:?}"
+    );
     let transaction = finished_transaction(&s, "upgrade").await;
     s.env
         .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 2.0-1\n", 0o755);
@@ -172,6 +192,10 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
     })
     .await;
     assert_eq!(done.body, "kate 2.0-1");
+    // The notifier's log is plain text, without terminal colour codes.
+    let log = s.notifier.log();
+    assert!(log.contains("notification shown"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in the log:\n{log}");
 
     eprintln!("===== account =====");
     eprintln!(
@@ -268,12 +292,9 @@ impl FakeJobView {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
-    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
-    let item = s.item().await;
-    let jobs = JobLog::default();
-    let _job_tracker = zbus::connection::Builder::address(s.desktop.bus.address())
+/// A [`FakeJobViewServer`] logging to `jobs` on the session's bus (until dropped).
+async fn job_tracker(s: &Session, jobs: &JobLog) -> zbus::Connection {
+    zbus::connection::Builder::address(s.desktop.bus.address())
         .expect("address")
         .name("org.kde.JobViewServer")
         .expect("name")
@@ -287,7 +308,31 @@ async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
         .expect("serve")
         .build()
         .await
-        .expect("job tracker on the session bus");
+        .expect("job tracker on the session bus")
+}
+
+/// Wait until `jobs` holds a call starting with `prefix`; all calls so far.
+async fn job_call(jobs: &JobLog, prefix: &str) -> Vec<String> {
+    eventually(
+        &format!("the job tracker to be told {prefix}"),
+        || async move {
+            let calls = jobs.calls();
+            if calls.iter().any(|c| c.starts_with(prefix)) {
+                Ok(calls)
+            } else {
+                Err(format!("{calls:?}"))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let jobs = JobLog::default();
+    let _job_tracker = job_tracker(&s, &jobs).await;
 
     // The boot-time check (another client) finds an update.
     let v2 = Repo::new().with(kate("2.0-1"));
@@ -355,7 +400,7 @@ async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
     .await;
     assert_eq!(
         calls[0],
-        "requestView(\"Software Updates\", \"system-software-update\", 0) -> /JobViewServer/JobView_1"
+        "requestView(\"Software Updates\", \"system-software-update\", 1) -> /JobViewServer/JobView_1"
     );
     assert!(
         calls
@@ -426,9 +471,23 @@ async fn a_held_package_is_neither_counted_nor_announced() {
     .await;
     assert_eq!(received[0].body, "kate 1.0-1 → 2.0-1", "{received:#?}");
 
-    // Only konsole is new: nothing to show, nothing to announce.
+    // Root upgrades in a terminal: spkctl reports it there, the notifier announces nothing.
     s.env.spkctl(&["upgrade"]).await.assert_success();
     s.wait_for(&item, "Passive", "System is up to date").await;
+    finished_transaction(&s, "upgrade").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let results: Vec<_> = s
+        .desktop
+        .received()
+        .into_iter()
+        .filter(|n| n.summary.contains("installed"))
+        .collect();
+    assert!(
+        results.is_empty(),
+        "announced an upgrade run elsewhere: {results:#?}"
+    );
+
+    // Only konsole is new: nothing to show, nothing to announce.
     refresh_from_elsewhere(&s).await;
     finished_transaction(&s, "refresh").await;
     s.wait_for(&item, "Passive", "System is up to date").await;
@@ -439,4 +498,112 @@ async fn a_held_package_is_neither_counted_nor_announced() {
         .filter(|n| n.summary.contains("available"))
         .count();
     assert_eq!(announced, 1, "{:#?}", s.desktop.received());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_update_says_nothing_was_changed() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let v2 = Repo::new().with(kate("2.0-1"));
+    s.env.publish(&v2);
+    refresh_from_elsewhere(&s).await;
+    s.wait_for(&item, "Active", "1 update available").await;
+
+    // The user installs the update from the tray; its download stalls, and they cancel it.
+    s.env.server.set_fault_times(
+        &v2.get("kate").path(),
+        Fault::Stall(Duration::from_secs(5)),
+        1,
+    );
+    item.click(&s.desktop, "Install updates").await;
+    let client = s.env.client().await;
+    let client = &client;
+    let upgrade = eventually("the upgrade to run", || async move {
+        for path in client.transactions().await {
+            let props = client.properties(path.as_str(), TRANSACTION).await;
+            if props["Kind"] == "upgrade" && props["State"] == "downloading" {
+                return Ok(path.to_string());
+            }
+        }
+        Err("no running upgrade".to_owned())
+    })
+    .await;
+    client
+        .call(&upgrade, TRANSACTION, "Cancel", &())
+        .await
+        .expect("Cancel");
+
+    let desktop = &s.desktop;
+    let notice = eventually("the cancel notice", || async move {
+        let r = desktop.received();
+        r.iter()
+            .find(|n| n.summary.contains("ancel"))
+            .cloned()
+            .ok_or_else(|| format!("{r:#?}"))
+    })
+    .await;
+    assert_eq!(notice.summary, "Update cancelled");
+    assert_eq!(notice.body, "Nothing was changed.");
+    s.env
+        .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 1.0-1\n", 0o755);
+    eprintln!("dunst received = {:#?}", s.desktop.received());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_job_views_cancel_button_cancels_the_update() {
+    let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
+    let item = s.item().await;
+    let jobs = JobLog::default();
+    let tracker = job_tracker(&s, &jobs).await;
+    let v2 = Repo::new().with(kate("2.0-1"));
+    s.env.publish(&v2);
+    refresh_from_elsewhere(&s).await;
+    s.wait_for(&item, "Active", "1 update available").await;
+
+    // The user installs the update; while it downloads, they press the job view's cancel.
+    s.env.server.set_fault_times(
+        &v2.get("kate").path(),
+        Fault::Stall(Duration::from_secs(5)),
+        1,
+    );
+    item.click(&s.desktop, "Install updates").await;
+    let calls = job_call(&jobs, "setInfoMessage").await;
+    let view = calls[0]
+        .rsplit_once(" -> ")
+        .map(|(_, path)| path.to_owned())
+        .expect("a view path");
+    tracker
+        .emit_signal(
+            None::<()>,
+            view.as_str(),
+            "org.kde.JobViewV2",
+            "cancelRequested",
+            &(),
+        )
+        .await
+        .expect("emit cancelRequested");
+
+    let calls = job_call(&jobs, "terminate").await;
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("terminate(\"Update cancelled\")"),
+        "{calls:?}"
+    );
+    let client = s.env.client().await;
+    let client = &client;
+    eventually("a cancelled upgrade in spkd", || async move {
+        let mut seen = Vec::new();
+        for path in client.transactions().await {
+            let props = client.properties(path.as_str(), TRANSACTION).await;
+            if props["Kind"] == "upgrade" && props["State"] == "cancelled" {
+                return Ok(());
+            }
+            seen.push(props);
+        }
+        Err(format!("{seen:?}"))
+    })
+    .await;
+    s.env
+        .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 1.0-1\n", 0o755);
+    eprintln!("===== job tracker calls =====\n{}", calls.join("\n"));
 }

@@ -80,6 +80,8 @@ pub struct Received {
     pub urgency: String,
     pub desktop_entry: String,
     pub timeout: String,
+    /// The `value` hint dunst draws as a progress bar ("-1": none).
+    pub progress: String,
 }
 
 /// Xvfb + dunst + status-notifier-watcher on a private session bus.
@@ -139,9 +141,9 @@ impl Desktop {
             "record.sh",
             &format!(
                 "#!/bin/sh\n# A dunst rule script: one record per notification, NUL-separated.\n\
-                 printf 'app=%s\\0summary=%s\\0body=%s\\0id=%s\\0urgency=%s\\0desktop=%s\\0timeout=%s\\036' \
+                 printf 'app=%s\\0summary=%s\\0body=%s\\0id=%s\\0urgency=%s\\0desktop=%s\\0timeout=%s\\0progress=%s\\036' \
                  \"$DUNST_APP_NAME\" \"$DUNST_SUMMARY\" \"$DUNST_BODY\" \"$DUNST_ID\" \"$DUNST_URGENCY\" \
-                 \"$DUNST_DESKTOP_ENTRY\" \"$DUNST_TIMEOUT\" >> '{}'\n",
+                 \"$DUNST_DESKTOP_ENTRY\" \"$DUNST_TIMEOUT\" \"$DUNST_PROGRESS\" >> '{}'\n",
                 dir.join("notifications.log").display()
             ),
         );
@@ -243,6 +245,7 @@ impl Desktop {
                     urgency: get("urgency"),
                     desktop_entry: get("desktop"),
                     timeout: get("timeout"),
+                    progress: get("progress"),
                 }
             })
             .collect()
