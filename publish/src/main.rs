@@ -165,7 +165,7 @@ async fn publish(args: &Args) -> Result<(), String> {
             (None, Some(kept)) => kept.clone(),
             (None, None) => args.release.clone(),
         };
-        let kept = versions.get(name.as_str()).is_none() && unchanged.is_some();
+        let kept = !versions.contains_key(name.as_str()) && unchanged.is_some();
         let entry = IndexEntry {
             name: name.clone(),
             version,
