@@ -181,16 +181,33 @@ pub enum Command {
     /// Versions, root, sources (with their index's release and age), whether signatures are
     /// checked, this machine, credits
     About,
-    /// Write man pages for spkctl and its commands into DIR
-    #[command(hide = true)]
-    GenerateMan {
-        #[arg(value_name = "DIR")]
-        dir: std::path::PathBuf,
-    },
-    /// Print a shell completion script (bash, zsh, fish)
-    #[command(hide = true)]
+    /// Print the completion script of a shell (`make install` installs bash, zsh and fish's)
     GenerateCompletions {
         #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
+        shell: CompletionShell,
     },
+    /// Package names for the shell completions, one a line: installed ones, those a
+    /// repository offers, or (no argument) every known one
+    #[command(name = "__complete-packages", hide = true)]
+    CompletePackages {
+        #[arg(value_name = "WHICH")]
+        which: Option<PackageSet>,
+    },
+}
+
+/// The shells `generate-completions` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Which names `__complete-packages` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PackageSet {
+    /// Installed packages (what remove, upgrade, hold, unhold, rollback, verify take)
+    Installed,
+    /// Packages a repository offers (what install takes)
+    Available,
 }

@@ -60,11 +60,9 @@ fn options(o: &ChangeOptions) -> spk_dbus::ChangeOptions {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
-    // Commands that need no daemon.
-    match &cli.command {
-        Command::GenerateMan { dir } => return generate::man(dir),
-        Command::GenerateCompletions { shell } => return generate::completions(*shell),
-        _ => {}
+    // The one command that needs no daemon.
+    if let Command::GenerateCompletions { shell } = &cli.command {
+        return generate::completions(*shell);
     }
     let (conn, manager, private) = match &g.root {
         Some(root) => {
@@ -169,7 +167,10 @@ async fn dispatch(
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
         Command::Clean { all } => return clean(manager, *all, g.json).await,
         Command::About => return about::about(manager, g.json).await,
-        Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
+        Command::CompletePackages { which } => {
+            return packages::complete(manager, *which).await;
+        }
+        Command::GenerateCompletions { .. } => return Ok(0),
     };
     let mut options = options(&change_opts);
     options.undo = undo;

@@ -2,7 +2,7 @@
 //! command names, and a clear word when the daemon is not there.
 
 use serde_json::Value;
-use spk_tests::daemon::spkctl;
+use spk_tests::daemon::{spkctl, workspace_root};
 use spk_tests::{Env, Package, Repo};
 
 const KEYS: [&str; 8] = [
@@ -280,6 +280,48 @@ async fn help_names_each_alias_once() {
         "entire-system-upgrade",
     ] {
         assert_eq!(help.stdout.matches(alias).count(), 1, "{alias}:\n{help}");
+    }
+    assert!(help.stdout.contains("generate-completions"), "{help}");
+    assert!(!help.stdout.contains("__complete-packages"), "{help}");
+}
+
+/// The command names `spkctl --help` lists (not `help` itself).
+fn commands_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_manual_describes_every_command_with_an_example() {
+    let help = spkctl(&["--help"]).await;
+    let page = std::fs::read_to_string(workspace_root().join("man/spkctl.1")).unwrap();
+    let commands = commands_in_help(&help.stdout);
+    assert!(commands.len() >= 15, "{commands:?}\n{help}");
+
+    for command in &commands {
+        let escaped = command.replace('-', "\\-");
+        let heading = page
+            .lines()
+            .any(|l| l.starts_with(".SS") && l.contains(&escaped));
+        assert!(heading, "spkctl(1) has no section on {command}");
+        assert!(
+            page.contains(&format!("spkctl {escaped}")),
+            "spkctl(1) has no example of {command}"
+        );
+    }
+    assert!(page.contains(".SH EXIT STATUS"));
+    for option in [
+        "\\-\\-bus \" ADDRESS\"",
+        "\\-\\-root \" DIR\"",
+        "\\-\\-config \" FILE\"",
+    ] {
+        assert!(page.contains(option), "spkctl(1) lacks {option}");
     }
 }
 
