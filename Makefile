@@ -27,7 +27,8 @@ PROFILE     ?= release
 TARGET_DIR  ?= $(or $(CARGO_TARGET_DIR),target)
 PROFILE_FLAG = $(if $(filter release,$(PROFILE)),--release,$(if $(filter debug dev,$(PROFILE)),,--profile $(PROFILE)))
 OUT          = $(TARGET_DIR)/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
-# The spkctl that writes man pages and completions; override when cross-compiling.
+# The spkctl that writes the shell completions; override when cross-compiling. The man pages
+# are written by hand, in man/.
 GEN_SPKCTL  ?= $(OUT)/spkctl
 
 INSTALL     ?= install
@@ -41,19 +42,17 @@ HOOK_HELPERS = $(filter-out $(HOOKS),$(wildcard hooks/*))
 
 .PHONY: all build install uninstall check clean
 
-all: build $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl.bash
+MAN1 = man/spkctl.1 man/spk-notifier.1 man/spk-publish.1
+MAN5 = man/spk.toml.5 man/spk-hooks.5
+MAN8 = man/spkd.8
+
+all: build $(OUT)/completions/spkctl.bash
 
 build:
 	$(CARGO) build --workspace --locked $(PROFILE_FLAG)
 
 $(OUT)/spkd $(OUT)/spkctl &:
 	$(CARGO) build --workspace --locked $(PROFILE_FLAG)
-
-$(OUT)/man/spkctl.1: $(OUT)/spkctl
-	rm -rf $(OUT)/man && mkdir -p $(OUT)/man
-	$(GEN_SPKCTL) generate-man $(OUT)/man || { \
-	  echo "error: '$(GEN_SPKCTL) generate-man' failed: this spkctl cannot write its man pages" >&2; \
-	  rm -rf $(OUT)/man; exit 1; }
 
 $(OUT)/completions/spkctl.bash: $(OUT)/spkctl
 	rm -rf $(OUT)/completions && mkdir -p $(OUT)/completions
@@ -74,7 +73,7 @@ define install_config
 	fi
 endef
 
-install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl.bash
+install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/completions/spkctl.bash
 	$(INSTALL) -d -m 0755 "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(SBINDIR)" \
 	  "$(DESTDIR)$(SYSCONFDIR)/init.d" "$(DESTDIR)$(SYSCONFDIR)/conf.d" \
 	  "$(DESTDIR)$(SYSCONFDIR)/spk" "$(DESTDIR)$(SYSCONFDIR)/spk/keys" \
@@ -89,6 +88,8 @@ install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl
 	$(INSTALL) -m 0755 $(OUT)/spkd "$(DESTDIR)$(SBINDIR)/spkd"
 	if [ -x $(OUT)/spk-notifier ]; then \
 	  $(INSTALL) -m 0755 $(OUT)/spk-notifier "$(DESTDIR)$(BINDIR)/spk-notifier"; fi
+	if [ -x $(OUT)/spk-publish ]; then \
+	  $(INSTALL) -m 0755 $(OUT)/spk-publish "$(DESTDIR)$(BINDIR)/spk-publish"; fi
 	$(SUBST) openrc/spkd.initd > "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd"
 	$(SUBST) openrc/spk-boot-check.initd > "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check"
 	chmod 0755 "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd" "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check"
@@ -108,9 +109,9 @@ install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl
 	  $(SUBST) $$f > "$(DESTDIR)$(DATADIR)/spk/hooks/$${f#hooks/}" && \
 	  chmod 0644 "$(DESTDIR)$(DATADIR)/spk/hooks/$${f#hooks/}" || exit 1; done
 	$(INSTALL) -m 0755 $(HOOK_HELPERS) "$(DESTDIR)$(DATADIR)/spk/hooks/"
-	$(INSTALL) -m 0644 man/spkd.8 "$(DESTDIR)$(MANDIR)/man8/spkd.8"
-	$(INSTALL) -m 0644 man/spk-hooks.5 "$(DESTDIR)$(MANDIR)/man5/spk-hooks.5"
-	$(INSTALL) -m 0644 $(OUT)/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
+	$(INSTALL) -m 0644 $(MAN1) "$(DESTDIR)$(MANDIR)/man1/"
+	$(INSTALL) -m 0644 $(MAN5) "$(DESTDIR)$(MANDIR)/man5/"
+	$(INSTALL) -m 0644 $(MAN8) "$(DESTDIR)$(MANDIR)/man8/"
 	$(INSTALL) -m 0644 $(OUT)/completions/spkctl.bash "$(DESTDIR)$(DATADIR)/bash-completion/completions/spkctl"
 	$(INSTALL) -m 0644 $(OUT)/completions/spkctl.zsh "$(DESTDIR)$(DATADIR)/zsh/site-functions/_spkctl"
 	$(INSTALL) -m 0644 $(OUT)/completions/spkctl.fish "$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/spkctl.fish"
@@ -118,14 +119,16 @@ install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/man/spkctl.1 $(OUT)/completions/spkctl
 # Removes what `install` placed, except configuration (/etc/spk, /etc/conf.d).
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/spkctl" "$(DESTDIR)$(SBINDIR)/spkd" "$(DESTDIR)$(BINDIR)/spk-notifier" \
+	  "$(DESTDIR)$(BINDIR)/spk-publish" \
 	  "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd" "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check" \
 	  "$(DESTDIR)$(DBUSDIR)/system.d/xyz.smech.Spk1.conf" \
 	  "$(DESTDIR)$(DBUSDIR)/system-services/xyz.smech.Spk1.service" \
 	  "$(DESTDIR)$(DBUSDIR)/interfaces/xyz.smech.Spk1.xml" \
 	  "$(DESTDIR)$(POLKITDIR)/xyz.smech.spk.policy" \
 	  "$(DESTDIR)$(SYSCONFDIR)/xdg/autostart/spk-notifier.desktop" \
-	  "$(DESTDIR)$(MANDIR)/man8/spkd.8" "$(DESTDIR)$(MANDIR)"/man1/spkctl*.1 \
-	  "$(DESTDIR)$(MANDIR)/man5/spk-hooks.5" \
+	  $(patsubst man/%,"$(DESTDIR)$(MANDIR)/man1/%",$(MAN1)) \
+	  $(patsubst man/%,"$(DESTDIR)$(MANDIR)/man5/%",$(MAN5)) \
+	  $(patsubst man/%,"$(DESTDIR)$(MANDIR)/man8/%",$(MAN8)) \
 	  $(patsubst hooks/%,"$(DESTDIR)$(DATADIR)/spk/hooks/%",$(wildcard hooks/*)) \
 	  "$(DESTDIR)$(DATADIR)/bash-completion/completions/spkctl" \
 	  "$(DESTDIR)$(DATADIR)/zsh/site-functions/_spkctl" \

@@ -3,6 +3,11 @@
 //! description of each) and, with `--sign`, its minisign signature `index.json.minisig`. The
 //! directory is then what a mirror serves, or what a GitHub release carries as assets.
 //!
+//! A package whose tarball did not change since the previous index (`DIR/index.json` as it was,
+//! or `--previous FILE`) keeps that index's version, so a new release does not offer the same
+//! bytes again as an update; new and changed tarballs get `--version`, a line of `--versions
+//! FILE`, or the release name.
+//!
 //! It reuses the engine's index types and checks, so what it writes is exactly what spkd reads.
 
 use std::collections::BTreeMap;
@@ -27,7 +32,8 @@ use spk_engine::index::{Index, IndexEntry, PackageKind, check_package_name};
 struct Args {
     /// Directory holding the NAME.tar.xz packages; index.json is written into it
     dir: PathBuf,
-    /// Release name, e.g. 2026.11.25 (also every package's default version)
+    /// Release name, e.g. 2026.11.25 (also the version of a new or changed package that is
+    /// given none)
     #[arg(long)]
     release: String,
     /// Release time in unix seconds, the rollback guard of signed indexes [default: now]
@@ -37,9 +43,17 @@ struct Args {
     /// firmware, bootloader-grub and base-system, userland for the rest]
     #[arg(long = "kind", value_name = "NAME=KIND")]
     kinds: Vec<String>,
-    /// Version of a package [default: the release name]
+    /// Version of a package (repeatable) [default: its version in --versions FILE, else its
+    /// version in the previous index when its tarball is unchanged, else the release name]
     #[arg(long = "version", value_name = "NAME=VERSION")]
     versions: Vec<String>,
+    /// Versions of packages, one "NAME VERSION" a line (# starts a comment); --version wins
+    #[arg(long = "versions", value_name = "FILE")]
+    versions_file: Option<PathBuf>,
+    /// The previous index, whose versions unchanged tarballs keep [default: DIR/index.json,
+    /// when it exists]
+    #[arg(long, value_name = "FILE")]
+    previous: Option<PathBuf>,
     /// One-line description of a package
     #[arg(long = "description", value_name = "NAME=TEXT")]
     descriptions: Vec<String>,
@@ -79,7 +93,12 @@ async fn publish(args: &Args) -> Result<(), String> {
     let tarballs = tarballs(&args.dir)?;
     let names: Vec<&str> = tarballs.iter().map(|(name, _)| name.as_str()).collect();
     let kinds = per_package("--kind", &args.kinds, &names)?;
-    let versions = per_package("--version", &args.versions, &names)?;
+    let mut versions = match &args.versions_file {
+        Some(file) => versions_file(file, &names)?,
+        None => BTreeMap::new(),
+    };
+    versions.extend(per_package("--version", &args.versions, &names)?);
+    let previous = previous_versions(args)?;
     let descriptions = per_package("--description", &args.descriptions, &names)?;
     let setuid = per_package_all("--setuid", &args.setuid, &names)?;
     let owner_paths = per_package_all("--owner-path", &args.owner_paths, &names)?;
@@ -140,12 +159,16 @@ async fn publish(args: &Args) -> Result<(), String> {
                 ));
             }
         };
+        let unchanged = previous.get(&(name.clone(), sha256.clone()));
+        let version = match (versions.get(name.as_str()), unchanged) {
+            (Some(given), _) => given.clone(),
+            (None, Some(kept)) => kept.clone(),
+            (None, None) => args.release.clone(),
+        };
+        let kept = !versions.contains_key(name.as_str()) && unchanged.is_some();
         let entry = IndexEntry {
             name: name.clone(),
-            version: versions
-                .get(name.as_str())
-                .cloned()
-                .unwrap_or_else(|| args.release.clone()),
+            version,
             kind,
             file: format!("{name}.tar.xz"),
             sha256,
@@ -157,13 +180,18 @@ async fn publish(args: &Args) -> Result<(), String> {
             capabilities: capabilities.remove(name).unwrap_or_default(),
         };
         println!(
-            "{} {} ({}): {} bytes, {} bytes installed, sha256 {}",
+            "{} {} ({}): {} bytes, {} bytes installed, sha256 {}{}",
             entry.name,
             entry.version,
             entry.kind.as_str(),
             entry.size,
             entry.installed_size,
-            entry.sha256
+            entry.sha256,
+            if kept {
+                " (unchanged: version kept)"
+            } else {
+                ""
+            }
         );
         packages.push(entry);
     }
@@ -231,6 +259,66 @@ fn tarballs(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
         return Err(format!("no NAME.tar.xz packages in {}", dir.display()));
     }
     out.sort();
+    Ok(out)
+}
+
+/// The versions of the previous index (`--previous`, else `DIR/index.json` if there is one), by
+/// name and sha256: what an unchanged tarball keeps.
+fn previous_versions(args: &Args) -> Result<BTreeMap<(String, String), String>, String> {
+    let (path, required) = match &args.previous {
+        Some(path) => (path.clone(), true),
+        None => (args.dir.join("index.json"), false),
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(BTreeMap::new());
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading the previous index {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    let index = Index::parse(&bytes).map_err(|e| {
+        format!(
+            "the previous index {} is not valid ({e}); remove it to give every package the \
+             release's version",
+            path.display()
+        )
+    })?;
+    Ok(index
+        .packages
+        .into_iter()
+        .map(|p| ((p.name, p.sha256), p.version))
+        .collect())
+}
+
+/// `--versions FILE`: lines `NAME VERSION`; blank lines and `#` comments are skipped; every
+/// NAME must be one of the packages.
+fn versions_file<'a>(file: &Path, names: &[&'a str]) -> Result<BTreeMap<&'a str, String>, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", file.display(), n + 1);
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(version), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!("{}: expected NAME VERSION", at()));
+        };
+        let Some(name) = names.iter().find(|known| **known == name) else {
+            return Err(format!(
+                "{}: there is no {name}.tar.xz in the directory",
+                at()
+            ));
+        };
+        out.insert(*name, version.to_owned());
+    }
     Ok(out)
 }
 

@@ -28,7 +28,13 @@ pub struct Global {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
     /// D-Bus address of the bus spkd is on [default: the system bus]
-    #[arg(long, global = true, env = "SPK_BUS_ADDRESS", conflicts_with = "root")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDRESS",
+        env = "SPK_BUS_ADDRESS",
+        conflicts_with = "root"
+    )]
     pub bus: Option<String>,
     /// Manage the system under DIR with a private spkd (no system bus needed: installer,
     /// chroot, build host)
@@ -77,7 +83,7 @@ pub enum HistoryAction {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install packages (aliases: system-install, userland-install)
+    /// Install packages
     #[command(visible_alias = "system-install", visible_alias = "userland-install")]
     Install {
         #[arg(required = true, value_name = "PKG")]
@@ -85,7 +91,7 @@ pub enum Command {
         #[command(flatten)]
         options: ChangeOptions,
     },
-    /// Upgrade the named packages, or all installed ones (alias: entire-system-upgrade)
+    /// Upgrade the named packages, or all installed ones
     #[command(visible_alias = "entire-system-upgrade")]
     Upgrade {
         #[arg(value_name = "PKG")]
@@ -123,12 +129,16 @@ pub enum Command {
     /// Refresh the package indexes and show each one's release and age; exit 100 when updates
     /// are available, 0 when none (Ctrl-C cancels the refresh)
     Check,
-    /// List packages
+    /// List the packages spkd knows (from the indexes of the last `check`, and the installed
+    /// ones)
     List {
+        /// Installed packages only (upgradable ones included)
         #[arg(long, group = "filter")]
         installed: bool,
+        /// Packages with an update only
         #[arg(long, group = "filter")]
         upgradable: bool,
+        /// Packages offered but not installed only
         #[arg(long, group = "filter")]
         available: bool,
         /// Held packages only
@@ -171,16 +181,33 @@ pub enum Command {
     /// Versions, root, sources (with their index's release and age), whether signatures are
     /// checked, this machine, credits
     About,
-    /// Write man pages for spkctl and its commands into DIR
-    #[command(hide = true)]
-    GenerateMan {
-        #[arg(value_name = "DIR")]
-        dir: std::path::PathBuf,
-    },
-    /// Print a shell completion script (bash, zsh, fish)
-    #[command(hide = true)]
+    /// Print the completion script of a shell (`make install` installs bash, zsh and fish's)
     GenerateCompletions {
         #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
+        shell: CompletionShell,
     },
+    /// Package names for the shell completions, one a line: installed ones, those a
+    /// repository offers, or (no argument) every known one
+    #[command(name = "__complete-packages", hide = true)]
+    CompletePackages {
+        #[arg(value_name = "WHICH")]
+        which: Option<PackageSet>,
+    },
+}
+
+/// The shells `generate-completions` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Which names `__complete-packages` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PackageSet {
+    /// Installed packages (what remove, upgrade, hold, unhold, rollback, verify take)
+    Installed,
+    /// Packages a repository offers (what install takes)
+    Available,
 }

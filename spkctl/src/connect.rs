@@ -22,12 +22,13 @@ impl Failure {
     }
 
     pub fn unreachable(detail: impl std::fmt::Display) -> Self {
+        let detail = detail.to_string().replace('\n', " ");
         Failure {
             code: EXIT_UNREACHABLE,
+            // One line, as every error of spkctl.
             message: format!(
-                "cannot reach spkd: {detail}\n\
-                 Start the daemon with `rc-service spkd start` (as root), or pass --bus ADDRESS \
-                 for a daemon on another bus."
+                "cannot reach spkd ({detail}): start it with `rc-service spkd start` (as root), \
+                 or pass --bus ADDRESS for a daemon on another bus"
             ),
         }
     }

@@ -11,6 +11,7 @@ mod monitor;
 mod packages;
 mod plan;
 mod transaction;
+mod usage;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ use display::Display;
 const EXIT_UPDATES: u8 = 100;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| usage::without_far_suggestion(e).exit());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -59,11 +60,9 @@ fn options(o: &ChangeOptions) -> spk_dbus::ChangeOptions {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
-    // Commands that need no daemon.
-    match &cli.command {
-        Command::GenerateMan { dir } => return generate::man(dir),
-        Command::GenerateCompletions { shell } => return generate::completions(*shell),
-        _ => {}
+    // The one command that needs no daemon.
+    if let Command::GenerateCompletions { shell } = &cli.command {
+        return generate::completions(*shell);
     }
     let (conn, manager, private) = match &g.root {
         Some(root) => {
@@ -168,7 +167,10 @@ async fn dispatch(
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
         Command::Clean { all } => return clean(manager, *all, g.json).await,
         Command::About => return about::about(manager, g.json).await,
-        Command::GenerateMan { .. } | Command::GenerateCompletions { .. } => return Ok(0),
+        Command::CompletePackages { which } => {
+            return packages::complete(manager, *which).await;
+        }
+        Command::GenerateCompletions { .. } => return Ok(0),
     };
     let mut options = options(&change_opts);
     options.undo = undo;
@@ -291,9 +293,13 @@ async fn check(
         return Err(Failure::failed(ended.error_message));
     }
     let repos = manager.get_repositories().await?;
-    let (held, upgradable): (Vec<PackageRow>, Vec<PackageRow>) = manager
-        .list_packages()
-        .await?
+    let all = manager.list_packages().await?;
+    let installed = all
+        .iter()
+        .filter(|p| !p.installed_version.is_empty())
+        .count();
+    let available = all.len() - installed;
+    let (held, upgradable): (Vec<PackageRow>, Vec<PackageRow>) = all
         .into_iter()
         .filter(|p| p.state == PackageState::Upgradable)
         .partition(|p| p.held);
@@ -324,10 +330,19 @@ async fn check(
             p.name, p.installed_version, p.available_version
         );
     };
-    if upgradable.is_empty() {
+    if installed == 0 {
+        println!(
+            "No packages are installed; {} available (`spkctl list` shows them, \
+             `spkctl install PKG` installs one).",
+            count(available, "package is", "packages are")
+        );
+    } else if upgradable.is_empty() {
         println!("The system is up to date.");
     } else {
-        println!("{} update(s) available:", upgradable.len());
+        println!(
+            "{} available:",
+            count(upgradable.len(), "update", "updates")
+        );
         upgradable.iter().for_each(show);
         println!("Run `spkctl upgrade` to install them.");
     }
@@ -350,9 +365,9 @@ async fn list(
     filter: Option<ListFilter>,
     json: bool,
 ) -> Result<u8, Failure> {
-    let all: Vec<PackageRow> = manager
-        .list_packages()
-        .await?
+    let known = manager.list_packages().await?;
+    let nothing_known = known.is_empty();
+    let all: Vec<PackageRow> = known
         .into_iter()
         .filter(|p| match filter {
             None => true,
@@ -369,10 +384,26 @@ async fn list(
             "{}",
             serde_json::Value::Array(all.iter().map(packages::to_json).collect())
         );
-    } else {
-        print!("{}", packages::table(&all));
+        return Ok(0);
+    }
+    print!("{}", packages::table(&all));
+    if all.is_empty() {
+        // Said apart from the table, so that stdout stays a table for scripts.
+        if nothing_known {
+            eprintln!(
+                "No packages are known yet: run `spkctl check` to fetch the repositories' \
+                 indexes."
+            );
+        } else {
+            eprintln!("No package matches.");
+        }
     }
     Ok(0)
+}
+
+/// `N thing` or `N things`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 async fn info(manager: &ManagerProxy<'_>, name: &str, json: bool) -> Result<u8, Failure> {
@@ -413,11 +444,14 @@ async fn verify(manager: &ManagerProxy<'_>, names: &[String], json: bool) -> Res
         }
         let configs = problems.len() - damaged;
         if damaged > 0 {
-            eprintln!("error: {damaged} file(s) differ from their packages");
+            eprintln!(
+                "error: {} from their packages",
+                count(damaged, "file differs", "files differ")
+            );
         } else if configs > 0 {
             println!(
-                "All installed files match their packages, except {configs} configuration \
-                 file(s) changed locally."
+                "All installed files match their packages, except {} changed locally.",
+                count(configs, "configuration file", "configuration files")
             );
         } else {
             println!("All installed files match their packages.");

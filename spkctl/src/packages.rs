@@ -135,3 +135,28 @@ pub fn info_text(p: &PackageRow) -> String {
     field("Description:", or_dash(&p.description));
     out
 }
+
+/// `__complete-packages`: the names the shell completions offer, one a line, sorted.
+pub async fn complete(
+    manager: &spk_dbus::ManagerProxy<'_>,
+    which: Option<crate::cli::PackageSet>,
+) -> Result<u8, crate::connect::Failure> {
+    use crate::cli::PackageSet;
+    let mut names: Vec<String> = manager
+        .list_packages()
+        .await?
+        .into_iter()
+        .filter(|p| match which {
+            None => true,
+            Some(PackageSet::Installed) => !p.installed_version.is_empty(),
+            Some(PackageSet::Available) => !p.available_version.is_empty(),
+        })
+        .map(|p| p.name)
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        println!("{name}");
+    }
+    Ok(0)
+}

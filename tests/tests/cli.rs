@@ -2,7 +2,7 @@
 //! command names, and a clear word when the daemon is not there.
 
 use serde_json::Value;
-use spk_tests::daemon::spkctl;
+use spk_tests::daemon::{spkctl, workspace_root};
 use spk_tests::{Env, Package, Repo};
 
 const KEYS: [&str; 8] = [
@@ -239,6 +239,9 @@ async fn an_unreachable_daemon_exits_3_and_says_how_to_start_it() {
     run.assert_code(3);
     run.assert_stderr_contains("cannot reach spkd");
     run.assert_stderr_contains("rc-service spkd start");
+    // One line, as README says of every error.
+    assert_eq!(run.stderr.lines().count(), 1, "{run}");
+    assert!(run.stderr.starts_with("error: "), "{run}");
 }
 
 #[tokio::test]
@@ -248,4 +251,137 @@ async fn usage_errors_exit_2() {
     env.spkctl(&["frobnicate"]).await.assert_code(2);
     env.spkctl(&["install"]).await.assert_code(2);
     env.spkctl(&["list", "--no-such-flag"]).await.assert_code(2);
+}
+
+#[tokio::test]
+async fn an_unknown_flag_is_not_told_of_an_unrelated_one() {
+    let env = Env::new(&Repo::new().with(qt6())).await;
+
+    let foo = env.spkctl(&["list", "--foo"]).await;
+    let typo = env.spkctl(&["list", "--instaled"]).await;
+
+    foo.assert_code(2);
+    foo.assert_stderr_contains("unexpected argument '--foo'");
+    assert!(!foo.stderr.contains("--root"), "{foo}");
+    assert!(!foo.stderr.contains("similar argument"), "{foo}");
+    // A real typo still gets its suggestion.
+    typo.assert_code(2);
+    typo.assert_stderr_contains("a similar argument exists: '--installed'");
+}
+
+#[tokio::test]
+async fn help_names_each_alias_once() {
+    let help = spkctl(&["--help"]).await;
+
+    help.assert_success();
+    for alias in [
+        "system-install",
+        "userland-install",
+        "entire-system-upgrade",
+    ] {
+        assert_eq!(help.stdout.matches(alias).count(), 1, "{alias}:\n{help}");
+    }
+    assert!(help.stdout.contains("generate-completions"), "{help}");
+    assert!(!help.stdout.contains("__complete-packages"), "{help}");
+}
+
+/// The command names `spkctl --help` lists (not `help` itself).
+fn commands_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_manual_describes_every_command_with_an_example() {
+    let help = spkctl(&["--help"]).await;
+    let page = std::fs::read_to_string(workspace_root().join("man/spkctl.1")).unwrap();
+    let commands = commands_in_help(&help.stdout);
+    assert!(commands.len() >= 15, "{commands:?}\n{help}");
+
+    for command in &commands {
+        let escaped = command.replace('-', "\\-");
+        let heading = page
+            .lines()
+            .any(|l| l.starts_with(".SS") && l.contains(&escaped));
+        assert!(heading, "spkctl(1) has no section on {command}");
+        assert!(
+            page.contains(&format!("spkctl {escaped}")),
+            "spkctl(1) has no example of {command}"
+        );
+    }
+    assert!(page.contains(".SH EXIT STATUS"));
+    for option in [
+        "\\-\\-bus \" ADDRESS\"",
+        "\\-\\-root \" DIR\"",
+        "\\-\\-config \" FILE\"",
+    ] {
+        assert!(page.contains(option), "spkctl(1) lacks {option}");
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_daemon_says_to_run_check_and_that_nothing_is_installed() {
+    let env = Env::new(&Repo::new().with(plasma("6.6.5-1", "6.6.5\n")).with(qt6())).await;
+
+    let before = env.spkctl(&["list"]).await;
+    let check = env.spkctl(&["check"]).await;
+    let after = env.spkctl(&["list"]).await;
+
+    before.assert_success();
+    before.assert_stderr_contains("No packages are known yet: run `spkctl check`");
+    check.assert_success();
+    assert!(
+        check
+            .stdout
+            .contains("No packages are installed; 2 packages are available"),
+        "{check}"
+    );
+    assert!(!check.stdout.contains("up to date"), "{check}");
+    after.assert_success();
+    assert!(after.stdout.contains("plasma") && after.stdout.contains("qt6"));
+    assert!(after.stderr.is_empty(), "{after}");
+}
+
+#[tokio::test]
+async fn check_counts_updates_in_plain_english() {
+    let qt = |v: &str| Package::new("qt6", v).file("usr/lib/libQt6Core.so.6", v, 0o755);
+    let env = Env::new(
+        &Repo::new()
+            .with(plasma("6.6.5-1", "6.6.5\n"))
+            .with(qt("6.10.1-1")),
+    )
+    .await;
+    env.spkctl(&["install", "plasma", "qt6"])
+        .await
+        .assert_success();
+
+    let current = env.spkctl(&["check"]).await;
+    env.publish(
+        &Repo::new()
+            .with(plasma("6.6.6-1", "6.6.6\n"))
+            .with(qt("6.10.1-1")),
+    );
+    let one = env.spkctl(&["check"]).await;
+    env.publish(
+        &Repo::new()
+            .with(plasma("6.6.6-1", "6.6.6\n"))
+            .with(qt("6.10.2-1")),
+    );
+    let two = env.spkctl(&["check"]).await;
+
+    current.assert_success();
+    assert!(
+        current.stdout.contains("The system is up to date."),
+        "{current}"
+    );
+    one.assert_code(100);
+    assert!(one.stdout.contains("\n1 update available:\n"), "{one}");
+    two.assert_code(100);
+    assert!(two.stdout.contains("\n2 updates available:\n"), "{two}");
 }

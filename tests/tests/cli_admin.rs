@@ -445,7 +445,7 @@ async fn verify_names_every_file_that_differs_and_exits_1() {
     );
     assert_eq!(
         run.error_line(),
-        "error: 6 file(s) differ from their packages",
+        "error: 6 files differ from their packages",
         "{run}"
     );
 

@@ -1,7 +1,8 @@
 //! `make install DESTDIR=… PREFIX=…` lays out spk as a SmechOS package ships it: binaries,
 //! OpenRC scripts and settings, D-Bus policy, activation file and interface, polkit actions,
-//! the applet's autostart entry, a default spk.toml that spkd accepts, man pages and shell
-//! completions; a second install keeps changed configuration; every path follows PREFIX.
+//! the applet's autostart entry, a default spk.toml that spkd accepts, man pages that render
+//! without warnings and shell completions (bash's completing package names from a running
+//! spkd); a second install keeps changed configuration; every path follows PREFIX.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,6 +12,7 @@ use spk_tests::bus::Bus;
 use spk_tests::daemon::{BUS_NAME, binary, workspace_root};
 use spk_tests::make_install::InstalledTree;
 use spk_tests::system_bus::name_owner_pid;
+use spk_tests::{Env, Package, Repo};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -62,7 +64,9 @@ fn make_install_places_every_file_with_its_mode() {
         ("/usr/share/polkit-1/actions/xyz.smech.spk.policy", 0o644),
         ("/usr/share/man/man8/spkd.8", 0o644),
         ("/usr/share/man/man1/spkctl.1", 0o644),
-        ("/usr/share/man/man1/spkctl-upgrade.1", 0o644),
+        ("/usr/share/man/man1/spk-notifier.1", 0o644),
+        ("/usr/share/man/man1/spk-publish.1", 0o644),
+        ("/usr/share/man/man5/spk.toml.5", 0o644),
         ("/usr/share/bash-completion/completions/spkctl", 0o644),
         ("/usr/share/zsh/site-functions/_spkctl", 0o644),
         ("/usr/share/fish/vendor_completions.d/spkctl.fish", 0o644),
@@ -102,6 +106,10 @@ fn make_install_places_every_file_with_its_mode() {
     let notifier = binary("spkd").with_file_name("spk-notifier");
     if notifier.is_file() {
         tree.assert_file("/usr/bin/spk-notifier", 0o755);
+    }
+    // The publisher, beside them (its manual is spk-publish(1)).
+    if binary("spkd").with_file_name("spk-publish").is_file() {
+        tree.assert_file("/usr/bin/spk-publish", 0o755);
     }
     if workspace_root()
         .join("applet/spk-notifier.desktop")
@@ -165,22 +173,15 @@ fn make_install_places_every_file_with_its_mode() {
         assert!(policy.contains(&format!("id=\"xyz.smech.spk.{action}\"")));
     }
 
-    // Man pages render without warnings; completions are for spkctl and bash can read them.
-    for page in [
-        "/usr/share/man/man8/spkd.8",
-        "/usr/share/man/man5/spk-hooks.5",
-        "/usr/share/man/man1/spkctl.1",
-    ] {
-        let groff = Command::new("groff")
-            .args(["-man", "-ww", "-z"])
-            .arg(tree.path(page))
-            .output()
-            .expect("run groff (groff-base)");
-        assert!(
-            groff.status.success() && groff.stderr.is_empty(),
-            "{page}: {}",
-            String::from_utf8_lossy(&groff.stderr)
-        );
+    // Every page of man/ is installed in its section and renders without warnings;
+    // completions are for spkctl and bash can read them.
+    for entry in std::fs::read_dir(workspace_root().join("man")).expect("man/") {
+        let name = entry.expect("man/ entry").file_name();
+        let name = name.to_string_lossy();
+        let section = name.rsplit('.').next().expect("NAME.SECTION");
+        let page = format!("/usr/share/man/man{section}/{name}");
+        tree.assert_file(&page, 0o644);
+        assert_renders_without_warnings(&tree.path(&page));
     }
     let bash = Command::new("bash")
         .arg("-n")
@@ -211,6 +212,36 @@ fn make_install_places_every_file_with_its_mode() {
         assert!(toml.contains(line), "spk.toml lacks {line}:\n{toml}");
     }
     assert_installed_spkd_accepts_the_default_config(&tree, dir.path());
+}
+
+/// Panic unless groff (and man-db's `man`, when installed) formats `page` without a warning.
+#[track_caller]
+fn assert_renders_without_warnings(page: &Path) {
+    let groff = Command::new("groff")
+        .args(["-man", "-ww", "-z"])
+        .arg(page)
+        .output()
+        .expect("run groff (groff-base)");
+    assert!(
+        groff.status.success() && groff.stderr.is_empty(),
+        "{}: {}",
+        page.display(),
+        String::from_utf8_lossy(&groff.stderr)
+    );
+    let Ok(man) = Command::new("man")
+        .args(["--warnings", "-l", "-Tutf8"])
+        .arg(page)
+        .stdout(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    assert!(
+        man.status.success() && man.stderr.is_empty(),
+        "man --warnings {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&man.stderr)
+    );
 }
 
 /// The installed spkd accepts the default spk.toml, and the same file with every commented
@@ -377,4 +408,77 @@ fn every_installed_path_follows_prefix() {
         Some("/usr/local/sbin/spkd --system")
     );
     assert!(!tree.path("/usr/sbin/spkd").exists());
+}
+
+/// What the installed bash completion offers for `spkctl WORDS…` (the last word is the one
+/// being completed), run by `bash -c` as bash's programmable completion would, with the spkd
+/// on `bus`.
+fn bash_completion(tree: &InstalledTree, bus: &str, words: &[&str]) -> Vec<String> {
+    let script = r#"
+source "$1"
+shift
+spec=$(complete -p spkctl) || exit 1
+function=$(sed -E 's/.* -F ([^ ]+) .*/\1/' <<<"$spec")
+COMP_WORDS=("$@")
+COMP_CWORD=$(($# - 1))
+COMP_LINE="$*"
+COMP_POINT=${#COMP_LINE}
+"$function" "${COMP_WORDS[0]}" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .arg(tree.path("/usr/share/bash-completion/completions/spkctl"))
+        .arg(tree.path("/usr/bin/spkctl"))
+        .args(words)
+        .env("SPK_BUS_ADDRESS", bus)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "bash completion failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn bash_completes_package_names_from_spkd() {
+    let repo = Repo::new()
+        .with(Package::new("plasma", "6.6.5-1").file("usr/share/plasma/version", "6.6.5\n", 0o644))
+        .with(Package::new("plymouth", "24.004-1").file("usr/bin/plymouth", "p\n", 0o755))
+        .with(Package::new("qt6", "6.10.1-1").file("usr/lib/libQt6Core.so.6", "qt\n", 0o755));
+    let env = Env::new(&repo).await;
+    env.spkctl(&["check"]).await.assert_success();
+    env.spkctl(&["install", "qt6"]).await.assert_success();
+    let dir = tempdir();
+    let tree = tokio::task::spawn_blocking({
+        let dest = dir.path().join("dest");
+        move || InstalledTree::make_install(&dest, "/usr", &[])
+    })
+    .await
+    .expect("make install");
+    let bus = env.bus.address();
+
+    assert_eq!(
+        bash_completion(&tree, bus, &["install", "pl"]),
+        ["plasma", "plymouth"]
+    );
+    assert_eq!(
+        bash_completion(&tree, bus, &["--yes", "install", "plas"]),
+        ["plasma"]
+    );
+    // remove, upgrade, hold…: installed packages only.
+    assert_eq!(bash_completion(&tree, bus, &["remove", ""]), ["qt6"]);
+    assert_eq!(bash_completion(&tree, bus, &["hold", "q"]), ["qt6"]);
+    assert_eq!(bash_completion(&tree, bus, &["info", "q"]), ["qt6"]);
+    // Options and commands are clap's completion, as before.
+    assert!(bash_completion(&tree, bus, &["install", "--dry"]).contains(&"--dry-run".to_string()));
+    assert!(bash_completion(&tree, bus, &["ins"]).contains(&"install".to_string()));
 }

@@ -196,7 +196,7 @@ async fn held_packages_stay_until_named_and_are_not_counted() {
     assert!(
         check
             .stdout
-            .contains("1 update(s) available:\n  qt6 1 -> 2")
+            .contains("1 update available:\n  qt6 1 -> 2")
             && check
                 .stdout
                 .contains("Held back (1; `spkctl unhold` releases them):\n  plasma 1 -> 2"),
