@@ -70,6 +70,7 @@ impl Job {
             Kind::Remove => "Removing packages",
             Kind::Refresh => "Checking for updates",
             Kind::Rollback => "Rolling back packages",
+            Kind::OfflineUpdate => "Installing updates",
         }
     }
 
