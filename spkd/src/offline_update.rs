@@ -47,7 +47,7 @@ pub async fn apply(engine: Arc<Engine>) -> Result<(), String> {
             Event::Current(name) if installing => {
                 started += 1;
                 println!(
-                    "* Installing updates ({started}/{total}): {name} {} …",
+                    " * Installing updates ({started}/{total}): {name} {} …",
                     version_of(&name)
                 );
             }
@@ -55,20 +55,23 @@ pub async fn apply(engine: Arc<Engine>) -> Result<(), String> {
                 description,
                 state: HookState::Running,
                 ..
-            } => println!("* {description}"),
+            } => println!(" * {description}"),
             Event::Hook {
                 state: HookState::Failed | HookState::TimedOut,
                 output,
                 ..
-            } => println!("  the hook failed: {}", output.lines().last().unwrap_or("")),
-            Event::Notice(n) => println!("  note: {}", n.message),
+            } => println!(
+                "   the hook failed: {}",
+                output.lines().last().unwrap_or("")
+            ),
+            Event::Notice(n) => println!("   note: {}", n.message),
             _ => {}
         }
     }
     match work.await {
         Ok(Ok(outcome)) => {
             let n = outcome.changed.len();
-            println!("* Installed {n} update{}", if n == 1 { "" } else { "s" });
+            println!(" * Installed {n} update{}", if n == 1 { "" } else { "s" });
             Ok(())
         }
         Ok(Err(e)) => Err(fail(&e.message())),
@@ -78,7 +81,7 @@ pub async fn apply(engine: Arc<Engine>) -> Result<(), String> {
 
 /// Say on the console why the update was not installed; the message for spkd's exit.
 fn fail(message: &str) -> String {
-    println!("* The prepared updates were not installed: {message}");
-    println!("  The packages not installed keep their old version; `spkctl history` has details.");
+    println!(" * The prepared updates were not installed: {message}");
+    println!("   The packages not installed keep their old version; `spkctl history` has details.");
     format!("the prepared update was not installed: {message}")
 }
