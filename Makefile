@@ -92,9 +92,12 @@ install: $(OUT)/spkd $(OUT)/spkctl $(OUT)/completions/spkctl.bash
 	  $(INSTALL) -m 0755 $(OUT)/spk-publish "$(DESTDIR)$(BINDIR)/spk-publish"; fi
 	$(SUBST) openrc/spkd.initd > "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd"
 	$(SUBST) openrc/spk-boot-check.initd > "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check"
-	chmod 0755 "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd" "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check"
+	$(SUBST) openrc/spk-offline-update.initd > "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-offline-update"
+	chmod 0755 "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd" "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check" \
+	  "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-offline-update"
 	$(call install_config,openrc/spkd.confd,$(DESTDIR)$(SYSCONFDIR)/conf.d/spkd,0644)
 	$(call install_config,openrc/spk-boot-check.confd,$(DESTDIR)$(SYSCONFDIR)/conf.d/spk-boot-check,0644)
+	$(call install_config,openrc/spk-offline-update.confd,$(DESTDIR)$(SYSCONFDIR)/conf.d/spk-offline-update,0644)
 	$(call install_config,etc/spk.toml,$(DESTDIR)$(SYSCONFDIR)/spk/spk.toml,0644)
 	$(INSTALL) -m 0644 dbus/xyz.smech.Spk1.conf "$(DESTDIR)$(DBUSDIR)/system.d/xyz.smech.Spk1.conf"
 	$(SUBST) dbus/xyz.smech.Spk1.service > "$(DESTDIR)$(DBUSDIR)/system-services/xyz.smech.Spk1.service"
@@ -121,6 +124,7 @@ uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/spkctl" "$(DESTDIR)$(SBINDIR)/spkd" "$(DESTDIR)$(BINDIR)/spk-notifier" \
 	  "$(DESTDIR)$(BINDIR)/spk-publish" \
 	  "$(DESTDIR)$(SYSCONFDIR)/init.d/spkd" "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-boot-check" \
+	  "$(DESTDIR)$(SYSCONFDIR)/init.d/spk-offline-update" \
 	  "$(DESTDIR)$(DBUSDIR)/system.d/xyz.smech.Spk1.conf" \
 	  "$(DESTDIR)$(DBUSDIR)/system-services/xyz.smech.Spk1.service" \
 	  "$(DESTDIR)$(DBUSDIR)/interfaces/xyz.smech.Spk1.xml" \

@@ -65,7 +65,7 @@ impl Job {
     /// "Installing updates", "Installing packages", "Removing packages".
     pub fn title(&self) -> &'static str {
         match self.kind {
-            Kind::Upgrade => "Installing updates",
+            Kind::Upgrade | Kind::OfflineUpdate => "Installing updates",
             Kind::Install => "Installing packages",
             Kind::Remove => "Removing packages",
             Kind::Refresh => "Checking for updates",
@@ -197,12 +197,12 @@ impl Job {
         }
         let summary = match (self.kind, state) {
             (_, State::Cancelled) => self.cancelled_summary(),
-            (Kind::Upgrade, State::Finished) => "Updates installed",
+            (Kind::Upgrade | Kind::OfflineUpdate, State::Finished) => "Updates installed",
             (Kind::Install, State::Finished) => "Packages installed",
             (Kind::Remove, State::Finished) => "Packages removed",
             (Kind::Rollback, State::Finished) => "Packages rolled back",
             (Kind::Refresh, State::Finished) => "Package lists updated",
-            (Kind::Upgrade, _) => "Updates could not be installed",
+            (Kind::Upgrade | Kind::OfflineUpdate, _) => "Updates could not be installed",
             (Kind::Remove, _) => "Packages could not be removed",
             (Kind::Rollback, _) => "Packages could not be rolled back",
             (Kind::Refresh, _) => "Could not check for updates",
@@ -217,7 +217,7 @@ impl Job {
     /// "Update cancelled", "Installation cancelled", …
     fn cancelled_summary(&self) -> &'static str {
         match self.kind {
-            Kind::Upgrade => "Update cancelled",
+            Kind::Upgrade | Kind::OfflineUpdate => "Update cancelled",
             Kind::Install => "Installation cancelled",
             Kind::Remove => "Removal cancelled",
             Kind::Rollback => "Rollback cancelled",
@@ -228,7 +228,7 @@ impl Job {
     /// "Updated", "Installed", "Removed", "Rolled back".
     fn past_verb(&self) -> &'static str {
         match self.kind {
-            Kind::Upgrade => "Updated",
+            Kind::Upgrade | Kind::OfflineUpdate => "Updated",
             Kind::Install | Kind::Refresh => "Installed",
             Kind::Remove => "Removed",
             Kind::Rollback => "Rolled back",

@@ -26,7 +26,8 @@ pub use names::{
 pub use options::{ChangeOptions, CleanOptions};
 pub use proxy::{ManagerProxy, TransactionProxy};
 pub use rows::{
-    HistoryChange, HistoryRow, Notice, PackageRow, PlannedChange, Problem, RepositoryRow,
+    HistoryChange, HistoryRow, Notice, PackageRow, PlannedChange, PreparedRow, Problem,
+    RepositoryRow,
 };
 pub use signals::TransactionSignal;
 pub use words::{

@@ -20,6 +20,8 @@ pub struct ChangeOptions {
     pub force: bool,
     /// Take over files on disk that no package owns.
     pub adopt: bool,
+    /// `Install`/`Upgrade`: download, verify and unpack now; install at the next boot.
+    pub offline: bool,
     /// `Rollback` only: undo the history entry with this id (names then empty).
     pub undo: Option<u64>,
 }
@@ -28,17 +30,18 @@ impl ChangeOptions {
     const UNDO: &'static str = "undo";
 
     /// Each option with its key (the one place the keys are spelled).
-    fn slots(&mut self) -> [(&'static str, &mut bool); 5] {
+    fn slots(&mut self) -> [(&'static str, &mut bool); 6] {
         [
             ("reinstall", &mut self.reinstall),
             ("download-only", &mut self.download_only),
             ("dry-run", &mut self.dry_run),
             ("force", &mut self.force),
             ("adopt", &mut self.adopt),
+            ("offline", &mut self.offline),
         ]
     }
 
-    fn values(&self) -> [(&'static str, bool); 5] {
+    fn values(&self) -> [(&'static str, bool); 6] {
         let mut copy = *self;
         copy.slots().map(|(key, value)| (key, *value))
     }
@@ -189,7 +192,7 @@ mod tests {
         let e = ChangeOptions::from_dict(&dict(&[("bogus", true.into())])).unwrap_err();
         assert_eq!(
             e,
-            "unknown option 'bogus' (known: reinstall, download-only, dry-run, force, adopt, undo)"
+            "unknown option 'bogus' (known: reinstall, download-only, dry-run, force, adopt, offline, undo)"
         );
         let e = ChangeOptions::from_dict(&dict(&[("undo", "7".into())])).unwrap_err();
         assert_eq!(e, "option 'undo' must be a history id (t), not 's'");

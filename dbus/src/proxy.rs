@@ -10,7 +10,9 @@ use zbus::proxy;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::options::{ChangeOptions, CleanOptions};
-use crate::rows::{self, HistoryRow, PackageRow, PlannedChange, Problem, RepositoryRow};
+use crate::rows::{
+    self, HistoryRow, PackageRow, PlannedChange, PreparedRow, Problem, RepositoryRow,
+};
 use crate::words::{Activity, HookState, Kind, NoticeKind, State};
 
 /// `xyz.smech.Spk1.Manager` at `/xyz/smech/Spk1`.
@@ -40,6 +42,9 @@ pub trait Manager {
     fn hold(&self, names: &[&str]) -> zbus::Result<()>;
     #[zbus(allow_interactive_auth)]
     fn unhold(&self, names: &[&str]) -> zbus::Result<()>;
+    /// Discard the prepared update and free its space: whether there was one.
+    #[zbus(allow_interactive_auth)]
+    fn cancel_prepared_update(&self) -> zbus::Result<bool>;
     fn list_packages(&self) -> zbus::Result<Vec<PackageRow>>;
     fn get_transactions(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
     /// What Install/Upgrade/Remove (`kind`) would do, changing nothing.
@@ -72,6 +77,9 @@ pub trait Manager {
     fn last_refresh(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn busy(&self) -> zbus::Result<bool>;
+    /// The update prepared for the next boot (`prepared_at` 0: none).
+    #[zbus(property)]
+    fn prepared_update(&self) -> zbus::Result<PreparedRow>;
     /// Read live: spkd announces no change of it.
     #[zbus(property(emits_changed_signal = "false"))]
     fn trusted_keys(&self) -> zbus::Result<Vec<String>>;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zbus::zvariant::{DeserializeDict, SerializeDict, Type, Value};
+use zbus::zvariant::{DeserializeDict, OwnedValue, SerializeDict, Type, Value};
 
 use crate::words::{ChangeAction, Kind, NoticeKind, PackageState, ProblemKind, State};
 
@@ -84,6 +84,34 @@ pub struct RepositoryRow {
     pub timestamp: u64,
     /// Whether `timestamp` is signed by a trusted key.
     pub signed: bool,
+}
+
+/// The Manager's `PreparedUpdate`: the update an `offline` Install/Upgrade prepared for the
+/// next boot. No update is prepared when `prepared_at` is 0 (and `changes` empty).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type, Value, OwnedValue,
+)]
+#[zvariant(
+    signature = "a{sv}",
+    rename_all = "kebab-case",
+    crate = "zbus::zvariant"
+)]
+pub struct PreparedRow {
+    /// Unix seconds.
+    pub prepared_at: u64,
+    /// What each package goes from and to.
+    pub changes: Vec<HistoryChange>,
+    /// Bytes the unpacked packages take (on disk until installed or cancelled).
+    pub installed_size: u64,
+    /// Why it can no longer be installed (it will be discarded at boot), else empty.
+    pub stale: String,
+}
+
+impl PreparedRow {
+    /// Whether an update is prepared.
+    pub fn is_prepared(&self) -> bool {
+        self.prepared_at != 0
+    }
 }
 
 /// One package's change in a history row: `(name, from, to)`; `from` is empty for an

@@ -156,6 +156,8 @@ wire_enum! {
         Remove = "remove",
         /// Back to an earlier build from the cache (named packages, or option `undo`).
         Rollback = "rollback",
+        /// An update prepared with option `offline`, installed at boot (history rows only).
+        OfflineUpdate = "offline-update",
     }
 }
 

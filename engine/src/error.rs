@@ -134,6 +134,10 @@ pub enum Error {
     #[error("{0}")]
     NotKept(String),
 
+    /// A prepared update no longer fits the installed packages (discarded).
+    #[error("{0}")]
+    Stale(String),
+
     #[error("hook {hook} stopped the transaction before anything changed: {reason}")]
     HookAborted { hook: String, reason: String },
 
@@ -209,7 +213,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::UnknownPackage(_) | Error::NotInstalled(_) => ErrorKind::UnknownPackage,
-            Error::BrokenUpstream | Error::NotKept(_) => ErrorKind::NotAvailable,
+            Error::BrokenUpstream | Error::NotKept(_) | Error::Stale(_) => ErrorKind::NotAvailable,
             Error::InvalidArgs(_) | Error::Config { .. } => ErrorKind::InvalidArgs,
             Error::Download { .. } | Error::Index { .. } | Error::RefreshTimeout { .. } => {
                 ErrorKind::Network

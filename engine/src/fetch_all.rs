@@ -10,6 +10,7 @@ use crate::manifest::FileRecord;
 use crate::planning::Planned;
 use crate::transact::Work;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Staged {
     pub(crate) planned: Planned,
     pub(crate) files: Vec<FileRecord>,

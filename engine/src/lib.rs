@@ -29,6 +29,7 @@ pub mod live;
 pub mod manifest;
 pub mod mounts;
 pub mod notice;
+pub mod offline;
 pub mod ownership;
 mod planning;
 pub mod progress;

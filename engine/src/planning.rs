@@ -18,6 +18,7 @@ use crate::request::{Action, Request};
 
 /// A package the plan installs: the build to install and what is installed now (`None`: a
 /// new install).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Planned {
     pub(crate) available: Available,
     pub(crate) old: Option<InstalledPackage>,
@@ -104,6 +105,7 @@ impl Engine {
                 }));
                 Ok(changes)
             }
+            Action::ApplyPrepared => Ok(self.prepared()?.map(|p| p.changes).unwrap_or_default()),
         }
     }
 

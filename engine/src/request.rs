@@ -22,6 +22,8 @@ pub enum Action {
     /// Back to the previous build of each named package, or (option `undo`) undo what one
     /// past transaction changed; from the cache, never the network.
     Rollback,
+    /// Commit the update an offline Install/Upgrade prepared (at boot, before the desktop).
+    ApplyPrepared,
 }
 
 impl Action {
@@ -32,6 +34,7 @@ impl Action {
             Action::Upgrade => "upgrade",
             Action::Remove => "remove",
             Action::Rollback => "rollback",
+            Action::ApplyPrepared => "offline-update",
         }
     }
 }
@@ -47,6 +50,9 @@ pub struct Options {
     pub adopt: bool,
     /// Rollback: undo what the history entry with this id changed (instead of named packages).
     pub undo: Option<u64>,
+    /// Install/Upgrade: download, verify and unpack now, commit at the next boot
+    /// ([`Action::ApplyPrepared`]).
+    pub offline: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +146,24 @@ impl Engine {
             Action::Rollback if req.options.undo.is_none() && req.names.is_empty() => {
                 return Err(Error::InvalidArgs(
                     "rollback needs package names or a history entry to undo".into(),
+                ));
+            }
+            Action::Refresh | Action::Remove | Action::Rollback | Action::ApplyPrepared
+                if req.options.offline =>
+            {
+                return Err(Error::InvalidArgs(format!(
+                    "{} cannot be prepared for the next boot: only install and upgrade can",
+                    req.action.as_str()
+                )));
+            }
+            _ if req.options.offline && req.options.download_only => {
+                return Err(Error::InvalidArgs(
+                    "offline and download-only exclude each other".into(),
+                ));
+            }
+            Action::ApplyPrepared if !req.names.is_empty() => {
+                return Err(Error::InvalidArgs(
+                    "the prepared update takes no package names".into(),
                 ));
             }
             Action::Install | Action::Remove if req.names.is_empty() => {

@@ -53,7 +53,10 @@ impl Engine {
         }
         // Install and upgrade read the repositories before they wait for the root: a slow
         // mirror then holds this transaction only, not every one queued behind it.
-        let failures = if matches!(req.action, Action::Remove | Action::Rollback) {
+        let failures = if matches!(
+            req.action,
+            Action::Remove | Action::Rollback | Action::ApplyPrepared
+        ) {
             Vec::new()
         } else {
             reporter.state(TxState::Resolving);
@@ -91,6 +94,7 @@ impl Engine {
                     let result = match req.action {
                         Action::Remove => self.remove(req, &mut work).await,
                         Action::Rollback => self.rollback(req, &mut work).await,
+                        Action::ApplyPrepared => self.apply_prepared(&mut work).await,
                         _ => self.install(req, failures, &mut work).await,
                     };
                     self.clear_staging();
@@ -110,7 +114,9 @@ impl Engine {
             {
                 tracing::warn!(error = %e, "could not write the plain-text dump");
             }
-            if !req.options.dry_run {
+            // A prepared update enters the history when it is applied.
+            let prepared = req.options.offline && result.is_ok();
+            if !req.options.dry_run && !prepared {
                 self.record_history(req, started, &result, done, notices);
             }
             result
@@ -224,6 +230,10 @@ impl Engine {
             if !s.planned.available.is_unverified() {
                 self.cache().remember(&entry.name, &entry.sha256)?;
             }
+        }
+        if options.offline {
+            self.keep_prepared(staged, changed, work.tx)?;
+            return Ok(Outcome::default());
         }
         if options.download_only {
             self.prune_cache(

@@ -106,7 +106,7 @@ fn refuse(entry: impl Into<String>, reason: impl Into<String>) -> UnpackError {
 /// An archive entry owned by someone else than root: by name (resolved in the target root
 /// before commit, once the package's system users exist) or, when the archive has no names,
 /// by number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     /// Index of the record in the package's manifest.
     pub record: usize,

@@ -66,6 +66,18 @@ pub struct ChangeOptions {
     /// xyz.smech.spk.force)
     #[arg(long)]
     pub adopt: bool,
+    /// Download, verify and unpack now, install at the next restart, before the desktop
+    /// starts (OpenRC service spk-offline-update); `spkctl offline` shows or cancels it
+    #[arg(long, conflicts_with = "download_only")]
+    pub offline: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfflineAction {
+    /// Show the update prepared for the next restart (the default)
+    Status,
+    /// Discard it and free the space its unpacked packages take
+    Cancel,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +170,11 @@ pub enum Command {
         packages: Vec<String>,
     },
     /// Past install, upgrade, remove and rollback transactions; `history undo ID` reverts one
+    /// The update prepared for the next restart (`upgrade --offline`): show it or cancel it
+    Offline {
+        #[command(subcommand)]
+        action: Option<OfflineAction>,
+    },
     History {
         /// How many, newest first
         #[arg(long, default_value_t = 50)]

@@ -6,7 +6,7 @@ use spk_dbus::ManagerProxy;
 
 use crate::connect::Failure;
 
-fn when(secs: u64) -> String {
+pub fn when(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 

@@ -8,6 +8,7 @@ mod display;
 mod generate;
 mod history;
 mod monitor;
+mod offline;
 mod packages;
 mod plan;
 mod transaction;
@@ -55,6 +56,7 @@ fn options(o: &ChangeOptions) -> spk_dbus::ChangeOptions {
         adopt: o.adopt,
         dry_run: false,
         undo: None,
+        offline: o.offline,
     }
 }
 
@@ -111,6 +113,7 @@ async fn dispatch(
         dry_run,
         force_overwrite: false,
         adopt: false,
+        offline: false,
     };
     let (kind, names, change_opts) = match &cli.command {
         Command::Install { packages, options } => (Kind::Install, packages, options.clone()),
@@ -124,6 +127,7 @@ async fn dispatch(
                 dry_run: *dry_run,
                 force_overwrite: false,
                 adopt: false,
+                offline: false,
             },
         ),
         Command::Rollback { packages, dry_run } => {
@@ -166,6 +170,9 @@ async fn dispatch(
         Command::Monitor => return monitor::monitor(conn, manager, g.json, &mut display).await,
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
         Command::Clean { all } => return clean(manager, *all, g.json).await,
+        Command::Offline { action } => {
+            return offline::offline(manager, action.as_ref(), g.json).await;
+        }
         Command::About => return about::about(manager, g.json).await,
         Command::CompletePackages { which } => {
             return packages::complete(manager, *which).await;
@@ -191,7 +198,9 @@ async fn dispatch(
     if g.json {
         println!("{}", ended.json());
     } else {
-        if ended.succeeded() {
+        if ended.succeeded() && change.options.offline {
+            println!("{}", offline::prepared_summary(manager).await?);
+        } else if ended.succeeded() {
             println!("{}", transaction::summary(kind, &ended));
         }
         for n in &ended.notices {

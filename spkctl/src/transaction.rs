@@ -22,6 +22,7 @@ fn verb(kind: Kind) -> &'static str {
         Kind::Upgrade => "upgraded",
         Kind::Remove => "removed",
         Kind::Rollback => "rolled back",
+        Kind::OfflineUpdate => "installed",
     }
 }
 
@@ -85,6 +86,12 @@ pub async fn run(
         Kind::Upgrade => manager.upgrade(&names, options).await?,
         Kind::Remove => manager.remove(&names, options).await?,
         Kind::Rollback => manager.rollback(&names, options).await?,
+        // Applied by spkd at boot only (spk-offline-update), never asked for over the bus.
+        Kind::OfflineUpdate => {
+            return Err(Failure::failed(
+                "a prepared update is installed at the next restart",
+            ));
+        }
     };
     let proxy = TransactionProxy::builder(conn)
         .path(path.clone())?

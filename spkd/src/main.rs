@@ -3,6 +3,7 @@
 
 mod bus;
 mod memory;
+mod offline_update;
 mod schedule;
 
 use std::io::IsTerminal;
@@ -42,6 +43,11 @@ struct Args {
     /// daemon); exit when it disconnects. Used by `spkctl --root`.
     #[arg(long, value_name = "FD", conflicts_with_all = ["bus", "system", "session"])]
     p2p_fd: Option<i32>,
+    /// Install the update prepared for the next boot (`spkctl upgrade --offline`), printing
+    /// progress on stdout, then exit: what OpenRC's spk-offline-update runs before the desktop
+    /// starts. No D-Bus. Exit status 1 when it could not be installed (or was discarded).
+    #[arg(long, conflicts_with_all = ["bus", "system", "session", "p2p_fd"])]
+    apply_offline_update: bool,
     /// Log level (error, warn, info, debug, trace) or a tracing filter
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -130,6 +136,9 @@ async fn run(args: Args, work: tokio::runtime::Handle) -> Result<(), String> {
         }
     }
 
+    if args.apply_offline_update {
+        return offline_update::apply(engine).await;
+    }
     let shutdown = CancellationToken::new();
     let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone(), work);
     if let Some(fd) = args.p2p_fd {

@@ -161,6 +161,30 @@ impl Env {
         self.spkd = Spkd::launch(&self.launch, env).await;
     }
 
+    /// A boot that applies the prepared update: spkd stops (the machine goes down), OpenRC's
+    /// spk-offline-update runs `spkd --apply-offline-update` on the root (with `env` added,
+    /// e.g. a failpoint), then spkd starts again. What the boot printed, and its exit status.
+    pub async fn boot_applying_offline_update(
+        &mut self,
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
+        self.spkd
+            .terminate(std::time::Duration::from_secs(15))
+            .await;
+        let out = tokio::process::Command::new(crate::daemon::binary("spkd"))
+            .arg("--root")
+            .arg(&self.launch.root)
+            .arg("--config")
+            .arg(&self.launch.config)
+            .arg("--apply-offline-update")
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .expect("run spkd --apply-offline-update");
+        self.spkd = Spkd::launch(&self.launch, &[]).await;
+        out
+    }
+
     /// Stop spkd with SIGTERM (if it still runs) and start a new one on the same root,
     /// config and bus.
     pub async fn restart_spkd(&mut self) {

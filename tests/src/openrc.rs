@@ -3,8 +3,8 @@
 //!
 //! [`OpenRc::boot`] builds a root directory holding Debian's `openrc` (its packages are
 //! downloaded with `apt-get download` once into `target/openrc-debs/` and unpacked with
-//! `dpkg-deb -x`, never installed), the files `make install` placed, and stand-in `dbus` and
-//! `network` services (the test runs its own bus; `network` provides `net`). It then starts a
+//! `dpkg-deb -x`, never installed), the files `make install` placed, and stand-in `dbus`,
+//! `network` and `localmount` services (the test runs its own bus; `network` provides `net`). It then starts a
 //! mount and pid namespace whose first process is chrooted into that root: `/usr` is a
 //! read-only overlay of the installed tree, openrc and the host's `/usr`; `/run` is a private
 //! tmpfs with the `/run/openrc` state OpenRC expects after boot (softlevel `default`), and the
@@ -64,6 +64,15 @@ depend() {
 }
 start() {
 	ebegin "Bringing up the network (loopback)"
+	eend 0
+}
+"#;
+
+/// A stand-in for mounting the local file systems: the namespace has them mounted already.
+const LOCALMOUNT_STANDIN: &str = r#"#!/sbin/openrc-run
+description="stand-in for localmount (the test's namespace has its file systems mounted)"
+start() {
+	ebegin "Mounting local filesystems"
 	eend 0
 }
 "#;
@@ -365,7 +374,11 @@ fn build_root(root: &Path, openrc: &Path, installed: &InstalledTree) {
     std::fs::write(root.join("etc/insserv.conf"), "").expect("write insserv.conf");
     copy_tree(&installed.path("/etc/init.d"), &root.join("etc/init.d"));
     copy_tree(&installed.path("/etc/conf.d"), &root.join("etc/conf.d"));
-    for (name, script) in [("dbus", DBUS_STANDIN), ("network", NETWORK_STANDIN)] {
+    for (name, script) in [
+        ("dbus", DBUS_STANDIN),
+        ("network", NETWORK_STANDIN),
+        ("localmount", LOCALMOUNT_STANDIN),
+    ] {
         let path = root.join("etc/init.d").join(name);
         std::fs::write(&path, script).expect("write stand-in service");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))

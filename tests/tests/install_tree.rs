@@ -52,8 +52,10 @@ fn make_install_places_every_file_with_its_mode() {
         ("/usr/sbin/spkd", 0o755),
         ("/etc/init.d/spkd", 0o755),
         ("/etc/init.d/spk-boot-check", 0o755),
+        ("/etc/init.d/spk-offline-update", 0o755),
         ("/etc/conf.d/spkd", 0o644),
         ("/etc/conf.d/spk-boot-check", 0o644),
+        ("/etc/conf.d/spk-offline-update", 0o644),
         ("/etc/spk/spk.toml", 0o644),
         ("/usr/share/dbus-1/system.d/xyz.smech.Spk1.conf", 0o644),
         (
@@ -123,7 +125,11 @@ fn make_install_places_every_file_with_its_mode() {
     }
 
     // The OpenRC scripts run the installed binaries and are valid sh.
-    for script in ["/etc/init.d/spkd", "/etc/init.d/spk-boot-check"] {
+    for script in [
+        "/etc/init.d/spkd",
+        "/etc/init.d/spk-boot-check",
+        "/etc/init.d/spk-offline-update",
+    ] {
         let text = tree.read(script);
         assert!(text.starts_with("#!/sbin/openrc-run\n"), "{script}: {text}");
         let syntax = Command::new("sh")

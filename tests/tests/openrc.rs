@@ -248,3 +248,85 @@ fn kill(pid: u32, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
     rustix::process::kill_process(pid, signal).expect("send signal");
 }
+
+/// Boots twice through Debian's OpenRC: the first applies the update `spkctl upgrade --offline`
+/// prepared (spk-offline-update, as in the boot runlevel), the second finds nothing to do.
+#[tokio::test]
+async fn the_boot_service_installs_a_prepared_update_before_the_desktop() {
+    let dir = tempfile::Builder::new()
+        .prefix("spk-openrc-offline-")
+        .tempdir()
+        .expect("temporary directory");
+    let installed = InstalledTree::make_install(&dir.path().join("dest"), "/usr", &[]);
+    let shared = dir.path().join("shared");
+    let target = shared.join("target");
+    std::fs::create_dir_all(target.join("etc/spk")).expect("create target root");
+    let server = HttpServer::start();
+    let kate = |v: &str| {
+        Package::new("kate", &format!("{v}.0-1")).file(
+            "usr/share/kate/version",
+            format!("{v}\n"),
+            0o644,
+        )
+    };
+    Repo::new().with(kate("1")).publish(&server);
+    let config = target.join("etc/spk/spk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[repo]]\nname = \"test\"\nkind = \"index\"\nurl = \"{}\"\n",
+            server.url(REPO_PATH)
+        ),
+    )
+    .expect("write spk.toml");
+    // Before the restart: the user prepares the update with spkd on the bus.
+    let bus = Bus::start(&shared);
+    let mut spkd = spk_tests::daemon::Spkd::start(
+        &target,
+        &config,
+        bus.address(),
+        &dir.path().join("spkd.log"),
+    )
+    .await;
+    let ctl = |args: &[&str]| {
+        let mut all = vec!["--bus", bus.address(), "--yes", "--no-progress"];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    spk_tests::daemon::spkctl(&ctl(&["install", "kate"]))
+        .await
+        .assert_success();
+    Repo::new().with(kate("2")).publish(&server);
+    spk_tests::daemon::spkctl(&ctl(&["upgrade", "--offline"]))
+        .await
+        .assert_success();
+    assert_eq!(
+        std::fs::read_to_string(target.join("usr/share/kate/version")).expect("read"),
+        "1\n"
+    );
+    spkd.terminate(SERVICE_TIMEOUT).await;
+
+    // The restart: OpenRC runs spk-offline-update before the display manager.
+    let rc = OpenRc::boot(&dir.path().join("openrc"), &installed, &shared);
+    rc.append_conf(
+        "spk-offline-update",
+        &format!("SPK_OFFLINE_ROOT=\"{}\"\n", target.display()),
+    );
+    let mut log = Transcript::default();
+    log.record(rc.run(&["rc-service", "spk-offline-update", "start"]).await)
+        .assert_code(0)
+        .assert_output_contains("Installing the updates prepared for this restart")
+        .assert_output_contains("* Installing updates (1/1): kate 2.0-1 …")
+        .assert_output_contains("* Installed 1 update");
+    assert_eq!(
+        std::fs::read_to_string(target.join("usr/share/kate/version")).expect("read"),
+        "2\n"
+    );
+    assert!(!target.join("var/lib/spk/offline").exists());
+    // The next boot: nothing prepared, nothing said.
+    log.record(rc.run(&["rc-service", "spk-offline-update", "stop"]).await);
+    let again = log.record(rc.run(&["rc-service", "spk-offline-update", "start"]).await);
+    again.assert_code(0);
+    assert!(!again.to_string().contains("Installing"), "{again}");
+    println!("{}", log.0);
+}

@@ -38,7 +38,7 @@ pub fn polkit_action(action: Action) -> &'static str {
     match action {
         Action::Refresh => polkit::REFRESH,
         Action::Install => polkit::INSTALL,
-        Action::Upgrade | Action::Rollback => polkit::UPGRADE,
+        Action::Upgrade | Action::Rollback | Action::ApplyPrepared => polkit::UPGRADE,
         Action::Remove => polkit::REMOVE,
     }
 }

@@ -17,7 +17,7 @@ use super::transaction::{self, Transaction};
 use super::wire;
 use spk_dbus::{
     ChangeOptions, CleanOptions, HistoryRow, Kind, MANAGER_PATH as PATH, PackageRow, PlannedChange,
-    Problem, RepositoryRow,
+    PreparedRow, Problem, RepositoryRow,
 };
 use spk_engine::integrity::Detail;
 use spk_engine::{Action, Engine, Request};
@@ -224,6 +224,8 @@ async fn announce(conn: &Connection, action: Action, outcome: Option<&spk_engine
     let _ = manager.update_count_changed(emitter).await;
     let _ = manager.busy_changed(emitter).await;
     let _ = manager.last_refresh_changed(emitter).await;
+    // Prepared, or stale now that the installed packages changed.
+    let _ = manager.prepared_update_changed(emitter).await;
     drop(manager);
     if let Some(outcome) = outcome
         && action == Action::Refresh
@@ -478,6 +480,37 @@ impl Manager {
     #[zbus(property)]
     fn busy(&self) -> bool {
         self.engine.busy()
+    }
+
+    #[zbus(property)]
+    fn prepared_update(&self) -> PreparedRow {
+        match self.engine.prepared() {
+            Ok(p) => wire::prepared(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the prepared update");
+                PreparedRow::default()
+            }
+        }
+    }
+
+    /// Discard the prepared update and free its space: whether there was one.
+    #[zbus(out_args("discarded"))]
+    async fn cancel_prepared_update(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<bool, BusError> {
+        super::auth::authorize(conn, &header, Action::Upgrade).await?;
+        // Not under a running transaction's feet: an offline one may be writing it.
+        if self.engine.busy() {
+            return Err(BusError::Busy(
+                "a transaction is running; cancel the prepared update when it has ended".into(),
+            ));
+        }
+        let discarded = self.engine.discard_prepared().map_err(bus_error)?;
+        let _ = self.prepared_update_changed(&emitter).await;
+        Ok(discarded)
     }
 
     #[zbus(signal)]

@@ -4,11 +4,13 @@
 
 use spk_dbus::{
     Activity, ChangeAction, ChangeOptions, HistoryChange, HistoryRow, HookState, Kind, NoticeKind,
-    PackageRow, PackageState, PlannedChange, Problem, ProblemKind, RepositoryRow, State,
+    PackageRow, PackageState, PlannedChange, PreparedRow, Problem, ProblemKind, RepositoryRow,
+    State,
 };
 use spk_engine::db::{HistoryEntry, HistoryState};
 use spk_engine::integrity::ProblemKind as EngineProblem;
 use spk_engine::notice::{Notice as EngineNotice, NoticeKind as EngineNoticeKind};
+use spk_engine::offline::PreparedUpdate;
 use spk_engine::{Action, Change, Options, PackageInfo, RepoInfo, Stage, TxState};
 use spk_engine::{HookState as EngineHookState, PackageState as EnginePackageState};
 
@@ -21,6 +23,7 @@ pub fn kind(action: Action) -> Kind {
         Action::Upgrade => Kind::Upgrade,
         Action::Remove => Kind::Remove,
         Action::Rollback => Kind::Rollback,
+        Action::ApplyPrepared => Kind::OfflineUpdate,
     }
 }
 
@@ -31,6 +34,7 @@ pub fn action(kind: Kind) -> Action {
         Kind::Upgrade => Action::Upgrade,
         Kind::Remove => Action::Remove,
         Kind::Rollback => Action::Rollback,
+        Kind::OfflineUpdate => Action::ApplyPrepared,
     }
 }
 
@@ -42,6 +46,7 @@ pub fn options(o: ChangeOptions) -> Options {
         force: o.force,
         adopt: o.adopt,
         undo: o.undo,
+        offline: o.offline,
     }
 }
 
@@ -186,6 +191,26 @@ pub fn history(h: HistoryEntry) -> Result<HistoryRow, BusError> {
             })
             .collect(),
     })
+}
+
+pub fn prepared(p: Option<PreparedUpdate>) -> PreparedRow {
+    let Some(p) = p else {
+        return PreparedRow::default();
+    };
+    PreparedRow {
+        prepared_at: p.prepared_at,
+        changes: p
+            .changes
+            .into_iter()
+            .map(|c| HistoryChange {
+                name: c.name,
+                from: c.from,
+                to: c.to,
+            })
+            .collect(),
+        installed_size: p.installed_size,
+        stale: p.stale,
+    }
 }
 
 pub fn repository(r: RepoInfo) -> RepositoryRow {
