@@ -130,6 +130,18 @@ impl OpenRc {
             );
         }
         let init_pid = child_of(unshare.id());
+        // "ready" comes just before `exec chroot`: nsenter --root takes the root the process
+        // has when it runs, so wait for the chroot (a busy machine may take a moment).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::read_link(format!("/proc/{init_pid}/root"))
+            .is_ok_and(|r| r == Path::new("/"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the OpenRC namespace's first process did not chroot"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         OpenRc {
             unshare,
             init_pid,
@@ -273,8 +285,14 @@ fn unpack_openrc(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// The `.deb` files of [`PACKAGES`], downloaded once into `target/openrc-debs/`.
+/// The `.deb` files of [`PACKAGES`], downloaded once into `target/openrc-debs/`; tests running
+/// side by side wait for one download (another would rewrite the files while one unpacks them).
 fn openrc_debs() -> Vec<PathBuf> {
+    static DEBS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    DEBS.get_or_init(download_openrc_debs).clone()
+}
+
+fn download_openrc_debs() -> Vec<PathBuf> {
     let cache = workspace_root().join("target/openrc-debs");
     std::fs::create_dir_all(&cache).expect("create target/openrc-debs");
     let find = || -> Option<Vec<PathBuf>> {

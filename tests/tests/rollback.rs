@@ -194,9 +194,7 @@ async fn held_packages_stay_until_named_and_are_not_counted() {
     let check = env.spkctl(&["check"]).await;
     check.assert_code(100);
     assert!(
-        check
-            .stdout
-            .contains("1 update available:\n  qt6 1 -> 2")
+        check.stdout.contains("1 update available:\n  qt6 1 -> 2")
             && check
                 .stdout
                 .contains("Held back (1; `spkctl unhold` releases them):\n  plasma 1 -> 2"),
