@@ -98,6 +98,20 @@ fn sample(sig: &Signature, name: &str) -> Value<'static> {
         Signature::ObjectPath => Value::ObjectPath("/".try_into().unwrap()),
         Signature::Variant => Value::new(Value::U8(0)),
         Signature::Array(child) => Value::Array(Array::new(child.signature())),
+        // PreparedUpdate's dict: spkd sends every key of it (none prepared: prepared-at 0).
+        Signature::Dict { key, value } if name == "PreparedUpdate" => {
+            let mut d = Dict::new(key.signature(), value.signature());
+            let changes = Value::Array(Array::new(&parse("(sss)")));
+            for (k, v) in [
+                ("prepared-at", Value::U64(0)),
+                ("changes", changes),
+                ("installed-size", Value::U64(0)),
+                ("stale", Value::from("")),
+            ] {
+                d.append(Value::from(k), Value::new(v)).unwrap();
+            }
+            Value::Dict(d)
+        }
         Signature::Dict { key, value } => {
             Value::Dict(Dict::new(key.signature(), value.signature()))
         }
@@ -290,6 +304,7 @@ async fn the_proxies_agree_with_the_xml() {
     .await
     .unwrap();
     m.hold(&["a"]).await.unwrap();
+    m.cancel_prepared_update().await.unwrap();
     m.unhold(&["a"]).await.unwrap();
     m.list_packages().await.unwrap();
     m.get_transactions().await.unwrap();
@@ -307,6 +322,7 @@ async fn the_proxies_agree_with_the_xml() {
     m.last_refresh().await.unwrap();
     m.busy().await.unwrap();
     m.trusted_keys().await.unwrap();
+    assert!(!m.prepared_update().await.unwrap().is_prepared());
     t.kind().await.unwrap();
     t.packages().await.unwrap();
     t.state().await.unwrap();

@@ -54,6 +54,15 @@ pub struct Config {
     /// machine on an old release for ever, replaying a validly signed index). Default: none.
     #[serde(default)]
     pub max_index_age: Option<u64>,
+    /// When a refresh (spkd's own check, the boot check, any `check`) finds updates, prepare
+    /// them for the next restart at once, as `spkctl upgrade --offline` would. Default false.
+    #[serde(default)]
+    pub auto_prepare: bool,
+    /// After the boot installed a prepared update that changed `kernel-modules` or
+    /// `bootloader-grub`, restart once more so the new kernel or boot loader runs.
+    /// Default false.
+    #[serde(default)]
+    pub offline_reboot: bool,
 }
 
 /// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
@@ -181,6 +190,8 @@ impl Default for Config {
             hook_timeout: default_hook_timeout(),
             refresh_timeout: default_refresh_timeout(),
             max_index_age: None,
+            auto_prepare: false,
+            offline_reboot: false,
         }
     }
 }

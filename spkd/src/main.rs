@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(run(args, work.handle().clone()));
     work.shutdown_timeout(Duration::from_secs(5));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             tracing::error!("{message}");
             eprintln!("spkd: {message}");
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
 }
 
 /// Serve spkd's API; transactions run on `work`.
-async fn run(args: Args, work: tokio::runtime::Handle) -> Result<(), String> {
+async fn run(args: Args, work: tokio::runtime::Handle) -> Result<ExitCode, String> {
     // spkd's own files (database, cache) get 0644/0755; unpack restores group/other write
     // bits that a package asks for (see `unpack::UMASK`).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(spk_engine::unpack::UMASK));
@@ -149,7 +149,7 @@ async fn run(args: Args, work: tokio::runtime::Handle) -> Result<(), String> {
             r = wait_for_termination() => r?,
         }
         stop(&engine, &shutdown).await;
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let builder = match (&args.bus, args.session) {
         (Some(address), _) => zbus::connection::Builder::address(address.as_str()),
@@ -188,7 +188,7 @@ async fn run(args: Args, work: tokio::runtime::Handle) -> Result<(), String> {
     stop(&engine, &shutdown).await;
     let _ = conn.release_name(BUS_NAME).await;
     tracing::info!("stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Cancel transactions and let the running one reach a safe point (download abandoned, or the

@@ -2,17 +2,25 @@
 //! of the engine (same journal, hooks and history as any other), telling the console how far
 //! it got. OpenRC's `spk-offline-update` runs it in the boot runlevel, before the desktop.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use spk_engine::{Action, Engine, Event, HookState, Options, Reporter, Request, TxState};
 use tokio_util::sync::CancellationToken;
 
-/// Apply the prepared update, if any. Err: it could not be installed (or was discarded); the
+/// Packages after whose update the machine should restart once more (`offline_reboot`).
+const NEEDS_RESTART: [&str; 2] = ["kernel-modules", "bootloader-grub"];
+
+/// The exit status that asks the OpenRC service to restart the machine.
+pub const RESTART: u8 = 3;
+
+/// Apply the prepared update, if any: 0, or [`RESTART`] when it changed the kernel or the boot
+/// loader and `offline_reboot` is on. Err: it could not be installed (or was discarded); the
 /// message has been printed already.
-pub async fn apply(engine: Arc<Engine>) -> Result<(), String> {
+pub async fn apply(engine: Arc<Engine>) -> Result<ExitCode, String> {
     let prepared = match engine.prepared() {
         Ok(Some(p)) => p,
-        Ok(None) => return Ok(()),
+        Ok(None) => return Ok(ExitCode::SUCCESS),
         Err(e) => return Err(fail(&e.message())),
     };
     let total = prepared.changes.len();
@@ -72,7 +80,16 @@ pub async fn apply(engine: Arc<Engine>) -> Result<(), String> {
         Ok(Ok(outcome)) => {
             let n = outcome.changed.len();
             println!(" * Installed {n} update{}", if n == 1 { "" } else { "s" });
-            Ok(())
+            let restart = engine.config().offline_reboot
+                && outcome
+                    .changed
+                    .iter()
+                    .any(|c| NEEDS_RESTART.contains(&c.name.as_str()));
+            if restart {
+                println!(" * The kernel or the boot loader changed: restarting once more");
+                return Ok(ExitCode::from(RESTART));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Ok(Err(e)) => Err(fail(&e.message())),
         Err(e) => Err(fail(&format!("internal error: {e}"))),

@@ -222,3 +222,99 @@ async fn a_crash_in_the_middle_of_the_apply_is_recovered_by_the_next_start() {
     assert!(!env.path("var/lib/spk/offline").exists());
     assert_kate_2(&env);
 }
+
+/// An spkd whose `spk.toml` starts with `tunables`, serving `repo`.
+async fn env_with(tunables: &str, repo: &Repo) -> Env {
+    let server = spk_tests::HttpServer::start();
+    repo.publish(&server);
+    let config = format!("{tunables}{}", spk_tests::fixture::index_config(&server));
+    Env::with_config(server, &config).await
+}
+
+/// The prepared update as `spkctl offline --json` shows it, once spkd has one (or panics
+/// after 30 s).
+async fn wait_for_prepared(env: &Env) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = env.spkctl_json(&["offline"]).await;
+        if status.json()["prepared"] == true {
+            return status.json();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing prepared: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_auto_prepare_a_check_that_finds_updates_prepares_them_once() {
+    let env = env_with(
+        "auto_prepare = true\n",
+        &Repo::new().with(editor("1.0-1", "kate 1")),
+    )
+    .await;
+    env.spkctl(&["install", "kate"]).await.assert_success();
+    env.publish(&Repo::new().with(editor_v2()));
+    env.spkctl(&["check"]).await.assert_code(100);
+    let prepared = wait_for_prepared(&env).await;
+    assert_eq!(
+        prepared["changes"],
+        serde_json::json!([{"name": "kate", "from": "1.0-1", "to": "2.0-1"}])
+    );
+    assert_kate_1(&env);
+    // A later check finds the same updates: the prepared one stays as it is.
+    env.spkctl(&["check"]).await.assert_code(100);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let again = env.spkctl_json(&["offline"]).await;
+    assert_eq!(
+        again.json()["prepared-at"],
+        prepared["prepared-at"],
+        "{again}"
+    );
+    assert_eq!(
+        env.spkd
+            .log()
+            .matches("auto_prepare: preparing the updates")
+            .count(),
+        1,
+        "{}",
+        env.spkd.log()
+    );
+}
+
+#[tokio::test]
+async fn with_offline_reboot_a_new_kernel_asks_the_boot_to_restart_once_more() {
+    let kernel = |v: &str| {
+        Package::new("kernel-modules", &format!("6.{v}-1"))
+            .system()
+            .file("usr/lib/modules/version", format!("6.{v}\n"), 0o644)
+    };
+    let mut env = env_with(
+        "offline_reboot = true\n",
+        &Repo::new()
+            .with(kernel("1"))
+            .with(editor("1.0-1", "kate 1")),
+    )
+    .await;
+    env.spkctl(&["install", "kernel-modules", "kate"])
+        .await
+        .assert_success();
+    // Only kate changes: no restart.
+    env.publish(&Repo::new().with(kernel("1")).with(editor_v2()));
+    env.spkctl(&["upgrade", "--offline"]).await.assert_success();
+    let boot = env.boot_applying_offline_update(&[]).await;
+    assert_eq!(boot.status.code(), Some(0), "{}", stdout(&boot));
+    // The kernel changes: exit status 3, which the OpenRC service answers with a restart.
+    env.publish(&Repo::new().with(kernel("2")).with(editor_v2()));
+    env.spkctl(&["upgrade", "--offline"]).await.assert_success();
+    let boot = env.boot_applying_offline_update(&[]).await;
+    let console = stdout(&boot);
+    assert_eq!(boot.status.code(), Some(3), "{console}");
+    assert!(
+        console.contains(" * The kernel or the boot loader changed: restarting once more"),
+        "{console}"
+    );
+    env.assert_content("usr/lib/modules/version", b"6.2\n");
+}

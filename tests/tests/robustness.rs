@@ -291,7 +291,7 @@ async fn malformed_arguments_are_refused_as_invalid_args() {
                 HashMap::from([("frobnicate", Value::from(true))]),
             )
             .await,
-        "unknown option 'frobnicate' (known: reinstall, download-only, dry-run, force, adopt, undo)",
+        "unknown option 'frobnicate' (known: reinstall, download-only, dry-run, force, adopt, offline, undo)",
     );
     assert_invalid_args(
         client

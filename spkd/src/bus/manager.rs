@@ -183,8 +183,12 @@ impl Manager {
         let transactions = self.transactions.clone();
         let tx_path = path.clone();
         tokio::spawn(async move {
-            let outcome = transaction::run(engine, &work, req, cancel, iface, &active).await;
+            let outcome =
+                transaction::run(engine.clone(), &work, req, cancel, iface, &active).await;
             announce(&conn, action, outcome.as_ref().ok()).await;
+            if action == Action::Refresh && outcome.is_ok() {
+                auto_prepare(conn.clone(), engine.clone()).await;
+            }
             tokio::time::sleep(RETENTION).await;
             let _ = conn
                 .object_server()
@@ -196,6 +200,62 @@ impl Manager {
                 .retain(|t| t.path != tx_path);
         });
         Ok(path)
+    }
+}
+
+/// `auto_prepare`: the updates a refresh found become the update prepared for the next restart,
+/// unless the one prepared holds exactly them already.
+///
+/// Boxed: it starts a transaction from inside one, and the compiler needs the recursion cut.
+fn auto_prepare(
+    conn: Connection,
+    engine: Arc<Engine>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move { prepare_updates(&conn, &engine).await })
+}
+
+async fn prepare_updates(conn: &Connection, engine: &Engine) {
+    if !engine.config().auto_prepare {
+        return;
+    }
+    let mut updates = match engine.updates() {
+        Ok(u) if !u.is_empty() => u,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "auto_prepare: cannot list the updates");
+            return;
+        }
+    };
+    updates.sort();
+    match engine.prepared() {
+        Ok(Some(p)) if p.stale.is_empty() => {
+            let mut prepared: Vec<String> = p.changes.into_iter().map(|c| c.name).collect();
+            prepared.sort();
+            if prepared == updates {
+                return;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "auto_prepare: cannot read the prepared update");
+            return;
+        }
+    }
+    let req = Request {
+        action: Action::Upgrade,
+        names: Vec::new(),
+        options: spk_engine::Options {
+            offline: true,
+            ..spk_engine::Options::default()
+        },
+        requester: 0,
+    };
+    let Ok(m) = conn.object_server().interface::<_, Manager>(PATH).await else {
+        return;
+    };
+    match m.get().await.spawn(conn, req).await {
+        Ok(path) => tracing::info!(%path, ?updates, "auto_prepare: preparing the updates"),
+        Err(e) => tracing::warn!(error = %e, "auto_prepare: could not prepare the updates"),
     }
 }
 
