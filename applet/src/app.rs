@@ -84,7 +84,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .map(settings::load_remembered)
         .unwrap_or_default();
     tracing::info!(?settings, state = ?state_path, ?saved, "settings read");
-    let model = Model::with(settings.default_install, saved.clone());
+    let model = Model::new(settings.default_install, saved.clone());
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
     let (replies_tx, mut replies) = mpsc::unbounded_channel();
     let rendered = model.view();
@@ -398,13 +398,14 @@ impl App {
         }
     }
 
-    /// Everything from spkd anew: updates, the prepared update, transactions, and the result
-    /// of the boot's update if it was not told yet.
+    /// Everything from spkd anew: updates, the result of the boot's update if it was not told
+    /// yet (before the prepared update, whose remembered date that notice may need),
+    /// the prepared update, transactions.
     async fn reload(&mut self) {
         self.reload_updates().await;
+        self.read_history().await;
         self.reload_prepared().await;
         self.reload_transactions().await;
-        self.read_history().await;
     }
 
     /// `PreparedUpdate` into the model.

@@ -156,7 +156,7 @@ pub struct Model {
 
 impl Model {
     /// A model with the user's setting and what an earlier login remembered.
-    pub fn with(default_install: DefaultInstall, remembered: Remembered) -> Model {
+    pub fn new(default_install: DefaultInstall, remembered: Remembered) -> Model {
         Model {
             default_install,
             remembered,
@@ -466,13 +466,12 @@ impl Model {
         effects
     }
 
-    /// spkd's `PreparedUpdate` (read at start and after each of its changes). Its date is
-    /// remembered for the notice after the boot.
+    /// spkd's `PreparedUpdate` (read at start, after the history, and after each of its
+    /// changes). Its date is remembered for the notice after the boot, and forgotten when it
+    /// is gone (installed and told, or cancelled).
     pub fn set_prepared(&mut self, row: PreparedRow) {
         self.prepared = Prepared::from_row(row);
-        if let Some(prepared) = &self.prepared {
-            self.remembered.prepared_at = Some(prepared.prepared_at);
-        }
+        self.remembered.prepared_at = self.prepared.as_ref().map(|p| p.prepared_at);
     }
 
     /// spkd's latest history (`GetHistory`, newest first): the result of a boot that
@@ -490,10 +489,6 @@ impl Model {
         }
         let report = boot.report(self.remembered.prepared_at);
         self.remembered.announced_boot_update = Some(boot.id);
-        // That update is gone; a later one has its own date.
-        if self.prepared.is_none() {
-            self.remembered.prepared_at = None;
-        }
         vec![Effect::Inform(report)]
     }
 
@@ -1030,11 +1025,11 @@ mod tests {
 
     #[test]
     fn the_setting_overrides_what_the_packages_suggest() {
-        let mut m = Model::with(DefaultInstall::Now, Remembered::default());
+        let mut m = Model::new(DefaultInstall::Now, Remembered::default());
         m.daemon_appeared();
         m.set_updates(1, vec![system_update("mesa", "25")]);
         assert_eq!(m.view().install_first, InstallWhen::Now);
-        let mut m = Model::with(DefaultInstall::AtRestart, Remembered::default());
+        let mut m = Model::new(DefaultInstall::AtRestart, Remembered::default());
         m.daemon_appeared();
         m.set_updates(1, vec![update("kate", "2.0-1")]);
         assert_eq!(m.view().install_first, InstallWhen::AtRestart);
@@ -1114,9 +1109,6 @@ mod tests {
     #[test]
     fn the_update_installed_at_restart_is_told_once() {
         let mut m = present();
-        m.set_prepared(prepared(&[("kate", "1.0-1", "2.0-1")], ""));
-        // The boot installed it; spkd has none prepared any more.
-        m.set_prepared(PreparedRow::default());
         let history = [boot_update(4, "finished", "")];
         assert_eq!(
             m.history_read(&history),
@@ -1128,7 +1120,7 @@ mod tests {
         assert_eq!(m.remembered().announced_boot_update, Some(4));
         assert_eq!(m.history_read(&history), vec![]);
         // The next login remembers it.
-        let mut next = Model::with(DefaultInstall::Auto, m.remembered().clone());
+        let mut next = Model::new(DefaultInstall::Auto, m.remembered().clone());
         next.daemon_appeared();
         assert_eq!(next.history_read(&history), vec![]);
     }
@@ -1139,7 +1131,7 @@ mod tests {
             announced_boot_update: Some(2),
             prepared_at: Some(1_796_204_554),
         };
-        let mut m = Model::with(DefaultInstall::Auto, remembered);
+        let mut m = Model::new(DefaultInstall::Auto, remembered);
         m.daemon_appeared();
         let effects = m.history_read(&[boot_update(3, "failed", "okular changed")]);
         assert_eq!(
@@ -1151,6 +1143,8 @@ mod tests {
                     .into(),
             })]
         );
+        // Read next: spkd has no prepared update any more, and its date is forgotten.
+        m.set_prepared(PreparedRow::default());
         assert_eq!(m.remembered().prepared_at, None);
     }
 }
