@@ -874,5 +874,31 @@ async fn the_update_installed_at_restart_is_told_once_after_the_boot() {
     let state = std::fs::read_to_string(s.env.dir().join("session/state/spk-notifier/state"))
         .expect("the notifier's state file");
     assert!(state.contains("announced_boot_update = "), "{state}");
+
+    // The next update is prepared, then the admin installs something else: the boot discards
+    // it, and the next login says so, with the day it was prepared.
+    s.env
+        .publish(&Repo::new().with(plasma("6.7-1")).with(kate("1.0-1")));
+    s.env
+        .spkctl(&["upgrade", "--offline"])
+        .await
+        .assert_success();
+    s.wait_for(&item, "Active", "Updates will be installed at restart")
+        .await;
+    s.env.spkctl(&["install", "kate"]).await.assert_success();
+    s.stop_notifier().await;
+    let boot = s.env.boot_applying_offline_update(&[]).await;
+    assert!(!boot.status.success());
+    s.start_notifier();
+    s.item().await;
+    let failed = notice(&s, "Updates not installed at restart").await;
+    let (prepared_on, why) = failed
+        .body
+        .strip_prefix("The updates prepared on ")
+        .and_then(|rest| rest.split_once(" UTC could not be installed: "))
+        .unwrap_or_else(|| panic!("{failed:?}"));
+    assert_eq!(prepared_on.len(), "2026-12-02 09:42".len(), "{failed:?}");
+    assert!(why.contains("was discarded"), "{failed:?}");
     eprintln!("state file:\n{state}");
+    eprintln!("dunst received = {:#?}", s.desktop.received());
 }
