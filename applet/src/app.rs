@@ -5,7 +5,11 @@
 //! notification action — so the model needs no locks. Calls that may wait on the user (polkit's
 //! password prompt for `Upgrade` or `Refresh`) run in their own tasks and report failures back.
 //! When the spkd bus itself goes away the loop reconnects with a growing delay.
+//!
+//! The settings file is read once at start; what the model wants remembered between logins is
+//! written to the state file whenever it changes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ksni::TrayMethods;
@@ -17,6 +21,9 @@ use crate::error::Error;
 use crate::jobview::{JobView, JobViews};
 use crate::model::{Effect, Model, Update, View};
 use crate::notify::Notices;
+use crate::offline::{InstallWhen, Remembered};
+use crate::restart::{Asked, ask_session_to_restart};
+use crate::settings;
 use crate::spkd::{self, Spkd, apply_properties};
 use crate::tray::{Command, UpdatesTray};
 use crate::watch::{SpkdEvent, Watch};
@@ -35,8 +42,10 @@ pub struct Options {
 /// The answer to a call spkd made in its own task.
 #[derive(Debug)]
 enum Reply {
-    /// `Upgrade` created the transaction at `path`, or (`None`) did not.
-    Upgrade(Option<String>),
+    /// `Upgrade` (to install `when`) created the transaction at `path`, or (`None`) did not.
+    Upgrade(Option<String>, InstallWhen),
+    /// Something to tell the user.
+    Inform { summary: &'static str, body: String },
     /// A call failed: tell the user.
     Failed {
         summary: &'static str,
@@ -54,6 +63,10 @@ struct App {
     job_view: Option<JobView>,
     spkd: Option<Spkd>,
     replies: mpsc::UnboundedSender<Reply>,
+    session: zbus::Connection,
+    /// The state file, and what it holds.
+    state_path: Option<PathBuf>,
+    saved: Remembered,
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -61,7 +74,17 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let session = zbus::Connection::session()
         .await
         .map_err(Error::connect("session"))?;
-    let model = Model::new();
+    let settings = match settings::settings_path() {
+        Some(path) => settings::load_settings(&path),
+        None => settings::Settings::default(),
+    };
+    let state_path = settings::state_path();
+    let saved = state_path
+        .as_deref()
+        .map(settings::load_remembered)
+        .unwrap_or_default();
+    tracing::info!(?settings, state = ?state_path, ?saved, "settings read");
+    let model = Model::new(settings.default_install, saved.clone());
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
     let (replies_tx, mut replies) = mpsc::unbounded_channel();
     let rendered = model.view();
@@ -78,6 +101,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
         job_view: None,
         spkd: None,
         replies: replies_tx,
+        session,
+        state_path,
+        saved,
     };
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
@@ -99,7 +125,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
                     retry_delay = (retry_delay * 2).min(RECONNECT_MAX);
                 }
             }
-            app.render().await;
+            app.settle().await;
         }
         tokio::select! {
             event = next_event(&mut watch) => match event {
@@ -121,7 +147,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
-        app.render().await;
+        app.settle().await;
     }
     tracing::info!("stopping");
     app.tray.shutdown().await;
@@ -187,6 +213,7 @@ impl App {
                             name,
                             installed_version: String::new(),
                             available_version: String::new(),
+                            system: false,
                         })
                         .collect();
                     let effects = self.model.set_updates(count, updates);
@@ -196,6 +223,9 @@ impl App {
             SpkdEvent::ManagerChanged { changed } => {
                 if changed.iter().any(|p| p == "UpdateCount") {
                     self.reload_updates().await;
+                }
+                if changed.iter().any(|p| p == "PreparedUpdate") {
+                    self.reload_prepared().await;
                 }
                 if changed.iter().any(|p| p == "Busy") && !self.model.is_following_job() {
                     self.reload_transactions().await;
@@ -254,8 +284,38 @@ impl App {
         tracing::info!(?command, "user command");
         if command == Command::Details {
             self.notices
-                .details(self.model.count(), self.model.updates())
+                .details(
+                    self.model.count(),
+                    self.model.updates(),
+                    self.model.install_first(),
+                )
                 .await;
+            return;
+        }
+        if command == Command::RestartAndInstall {
+            let session = self.session.clone();
+            let replies = self.replies.clone();
+            // Plasma's dialog may take its time to answer.
+            tokio::spawn(async move {
+                let reply = match ask_session_to_restart(&session).await {
+                    Ok(Asked::Nobody) => Reply::Inform {
+                        summary: "Restart the computer to install the updates",
+                        body: "This desktop cannot restart the computer for you. The prepared \
+                               updates are installed at the next restart, before the desktop \
+                               starts."
+                            .to_owned(),
+                    },
+                    Ok(asked) => {
+                        tracing::info!(?asked, "asked the session to restart");
+                        return;
+                    }
+                    Err(e) => Reply::Failed {
+                        summary: "Could not restart the computer",
+                        message: e.to_string(),
+                    },
+                };
+                let _ = replies.send(reply);
+            });
             return;
         }
         let Some(spkd) = self.spkd.clone() else {
@@ -276,13 +336,13 @@ impl App {
         };
         // In their own tasks: polkit may keep a call waiting for the user's password.
         match command {
-            Command::Install => {
+            Command::Install(when) => {
                 self.model.request_sent();
                 let replies = self.replies.clone();
                 tokio::spawn(async move {
-                    let path = match spkd.upgrade_all().await {
+                    let path = match spkd.upgrade_all(when).await {
                         Ok(path) => {
-                            tracing::info!(%path, "spkd started the upgrade");
+                            tracing::info!(%path, ?when, "spkd started the upgrade");
                             Some(path.to_string())
                         }
                         Err(e) => {
@@ -290,7 +350,15 @@ impl App {
                             None
                         }
                     };
-                    let _ = replies.send(Reply::Upgrade(path));
+                    let _ = replies.send(Reply::Upgrade(path, when));
+                });
+            }
+            Command::CancelPrepared => {
+                tokio::spawn(async move {
+                    match spkd.cancel_prepared().await {
+                        Ok(discarded) => tracing::info!(discarded, "cancelled the prepared update"),
+                        Err(e) => failed("Could not cancel the prepared update", e),
+                    }
                 });
             }
             Command::Check => {
@@ -312,16 +380,17 @@ impl App {
                     }
                 });
             }
-            Command::Details => {}
+            Command::Details | Command::RestartAndInstall => {}
         }
     }
 
     async fn on_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Upgrade(path) => {
-                let effects = self.model.request_answered(path.as_deref());
+            Reply::Upgrade(path, when) => {
+                let effects = self.model.request_answered(path.as_deref(), when);
                 self.apply(effects).await;
             }
+            Reply::Inform { summary, body } => self.notices.inform(summary, &body).await,
             Reply::Failed { summary, message } => {
                 tracing::warn!(summary, %message, "call failed");
                 self.notices.inform(summary, &message).await;
@@ -329,10 +398,45 @@ impl App {
         }
     }
 
-    /// Everything from spkd anew: updates and transactions.
+    /// Everything from spkd anew: updates, the result of the boot's update if it was not told
+    /// yet (before the prepared update, whose remembered date that notice may need),
+    /// the prepared update, transactions.
     async fn reload(&mut self) {
         self.reload_updates().await;
+        self.read_history().await;
+        self.reload_prepared().await;
         self.reload_transactions().await;
+    }
+
+    /// `PreparedUpdate` into the model.
+    async fn reload_prepared(&mut self) {
+        let Some(spkd) = &self.spkd else {
+            return;
+        };
+        match spkd.prepared().await {
+            Ok(row) => self.model.set_prepared(row),
+            Err(e) => tracing::warn!(error = %e, "could not read spkd's prepared update"),
+        }
+    }
+
+    /// The latest history into the model: an update installed at restart is told once.
+    async fn read_history(&mut self) {
+        let Some(spkd) = &self.spkd else {
+            return;
+        };
+        match spkd.recent_history().await {
+            Ok(history) => {
+                let effects = self.model.history_read(&history);
+                if effects.is_empty() {
+                    tracing::info!(
+                        told = ?self.model.remembered().announced_boot_update,
+                        "no update installed at restart to tell"
+                    );
+                }
+                self.apply(effects).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read spkd's history"),
+        }
     }
 
     /// `UpdateCount` + `ListPackages` into the model; `false` when spkd could not be read.
@@ -384,8 +488,15 @@ impl App {
     async fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Announce { count, updates } => {
-                    self.notices.announce(count, &updates).await;
+                Effect::Announce {
+                    count,
+                    updates,
+                    first,
+                } => {
+                    self.notices.announce(count, &updates, first).await;
+                }
+                Effect::Inform(report) => {
+                    self.notices.inform(&report.summary, &report.body).await;
                 }
                 Effect::Withdraw => self.notices.withdraw().await,
                 Effect::JobStarted { title, packages } => {
@@ -423,6 +534,29 @@ impl App {
                     None => self.notices.end_progress().await,
                 },
             }
+        }
+    }
+
+    /// After each input: show the model, and keep what it remembers (the session may end
+    /// before the next input).
+    async fn settle(&mut self) {
+        self.render().await;
+        self.remember();
+    }
+
+    /// Write what the model remembers to the state file (when it changed).
+    fn remember(&mut self) {
+        let now = self.model.remembered();
+        if *now == self.saved {
+            return;
+        }
+        self.saved = now.clone();
+        let Some(path) = &self.state_path else {
+            return;
+        };
+        match settings::save_remembered(path, now) {
+            Ok(()) => tracing::debug!(path = %path.display(), remembered = ?now, "state saved"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot save the state"),
         }
     }
 

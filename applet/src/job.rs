@@ -1,6 +1,7 @@
 //! One spkd transaction as the notifier follows it, and its wording: the title, the overall
 //! progress ("42 %, 3 of 7"), what happens now ("Downloading kate, mesa") and the result
-//! notice ("Updates installed", "Update cancelled" with what was and was not changed).
+//! notice ("Updates installed", "Update cancelled" with what was and was not changed), and for
+//! an update prepared for the next restart ("Preparing updates", "Updates ready for restart").
 //!
 //! Nothing here does I/O; [`crate::model`] decides when the words are shown.
 
@@ -30,6 +31,9 @@ pub struct Job {
     pub in_flight: Vec<(String, Activity)>,
     /// `Notice` messages so far (a changed configuration file kept beside the new one…).
     pub notices: Vec<String>,
+    /// It prepares the update for the next boot (asked here with option `offline`) instead of
+    /// installing it.
+    pub prepares: bool,
 }
 
 /// A result notice: what the user is told when a transaction ends.
@@ -54,6 +58,7 @@ impl Job {
             done: Vec::new(),
             in_flight: Vec::new(),
             notices: Vec::new(),
+            prepares: false,
         }
     }
 
@@ -64,6 +69,9 @@ impl Job {
 
     /// "Installing updates", "Installing packages", "Removing packages".
     pub fn title(&self) -> &'static str {
+        if self.prepares {
+            return "Preparing updates for restart";
+        }
         match self.kind {
             Kind::Upgrade | Kind::OfflineUpdate => "Installing updates",
             Kind::Install => "Installing packages",
@@ -164,6 +172,9 @@ impl Job {
     /// The result notice of this job ending in `state` with spkd's `message`; `None` when it
     /// succeeded without changing a package (nothing to tell).
     pub fn report(&self, state: State, message: &str) -> Option<Report> {
+        if self.prepares {
+            return Some(self.prepare_report(state, message));
+        }
         let done = self.done.join(", ");
         let mut body = match state {
             State::Finished if self.done.is_empty() => return None,
@@ -212,6 +223,26 @@ impl Job {
             summary: summary.to_owned(),
             body,
         })
+    }
+
+    /// The result notice of preparing an update for the next restart (nothing installed).
+    fn prepare_report(&self, state: State, message: &str) -> Report {
+        match state {
+            State::Finished => Report {
+                summary: "Updates ready for restart".to_owned(),
+                body: "They will be installed the next time the computer restarts, before the \
+                       desktop starts."
+                    .to_owned(),
+            },
+            State::Cancelled => Report {
+                summary: "Update cancelled".to_owned(),
+                body: "Nothing was changed.".to_owned(),
+            },
+            _ => Report {
+                summary: "Updates could not be prepared".to_owned(),
+                body: self.error(state, message).unwrap_or_default(),
+            },
+        }
     }
 
     /// "Update cancelled", "Installation cancelled", …

@@ -1,15 +1,18 @@
 //! `spk-notifier`: the per-user updater of a SmechOS Plasma session.
 //!
 //! A tray icon (StatusNotifierItem) that is Passive while the system is up to date and Active
-//! when spkd reports updates, a desktop notification with an "Install updates" action when new
-//! updates appear, and the progress of any running spkd transaction (the tooltip, and KDE's
-//! job tracker when present, else a notification with a progress bar). It talks to spkd on the
-//! system bus only; changes go through spkd's polkit check, which may ask the desktop's agent
-//! for a password.
+//! when spkd reports updates, a desktop notification with "Install updates now" and "Install
+//! updates at restart" actions when new updates appear, and the progress of any running spkd
+//! transaction (the tooltip, and KDE's job tracker when present, else a notification with a
+//! progress bar). An update prepared for the next boot shows as such, with "Restart and
+//! install" (asking the Plasma session to restart) and "Cancel prepared update"; after the boot
+//! that installed it, one notification tells the result. It talks to spkd on the system bus
+//! only; changes go through spkd's polkit check, which may ask the desktop's agent for a
+//! password.
 //!
 //! This file parses the command line and starts the loop in [`app`]; the decisions live in
-//! [`model`] and [`job`], the bus adapters in [`spkd`], [`watch`], [`tray`], [`notify`] and
-//! [`jobview`].
+//! [`model`], [`job`] and [`offline`], the bus adapters in [`spkd`], [`watch`], [`tray`],
+//! [`notify`], [`jobview`] and [`restart`], the files in [`settings`].
 
 mod app;
 mod error;
@@ -17,6 +20,9 @@ mod job;
 mod jobview;
 mod model;
 mod notify;
+mod offline;
+mod restart;
+mod settings;
 mod spkd;
 mod tray;
 mod watch;

@@ -9,17 +9,23 @@
 //!   repeated signal nor a reconnect to a restarted spkd notifies twice;
 //! - the progress of every modifying transaction is shown while it runs, whoever started it;
 //! - a result ("Updates installed", "Update cancelled", a failure) is told only for a
-//!   transaction the user asked for here — started from the notifier's "Install updates", or
+//!   transaction the user asked for here — started from the notifier's "Install updates…", or
 //!   cancelled from its job view or progress notice. Who starts a transaction elsewhere (root
 //!   with spkctl in a terminal) reads its result there; the tray item still returns to its
 //!   state (and a failure still turns it NeedsAttention). A transaction that changed no
-//!   package (an upgrade with nothing to do) is never announced.
+//!   package (an upgrade with nothing to do) is never announced;
+//! - updates are offered to install now or at the next restart, the one of the `default_install`
+//!   setting first; once spkd holds an update prepared for the next boot the item says so and
+//!   offers to restart or to cancel it;
+//! - the result of a boot that installed a prepared update is told once, at the first look at
+//!   spkd's history after it, and never again at a later login ([`Remembered`]).
 
 use std::collections::{BTreeSet, VecDeque};
 
-use spk_dbus::{Activity, Kind, State};
+use spk_dbus::{Activity, HistoryRow, Kind, PreparedRow, State};
 
 pub use crate::job::{Job, Report};
+use crate::offline::{BootUpdate, DefaultInstall, InstallWhen, Prepared, Remembered};
 
 /// How many ended transactions the model remembers (to report each end once).
 const ENDED_MEMORY: usize = 32;
@@ -30,6 +36,8 @@ pub struct Update {
     pub name: String,
     pub installed_version: String,
     pub available_version: String,
+    /// A `system` package (not `userland`): replacing it under a running session is risky.
+    pub system: bool,
 }
 
 impl Update {
@@ -65,8 +73,14 @@ pub struct View {
     pub icon: &'static str,
     pub tooltip_title: String,
     pub tooltip_body: String,
-    /// "Install updates" makes sense now.
+    /// "Install updates now" and "… at restart" make sense now.
     pub can_install: bool,
+    /// Which of the two is offered first (the notification's first action too).
+    pub install_first: InstallWhen,
+    /// An update is prepared and the next boot installs it: "Restart and install".
+    pub can_restart: bool,
+    /// An update is prepared (even one the boot will discard): "Cancel prepared update".
+    pub can_cancel_prepared: bool,
     /// "Check now" makes sense now.
     pub can_check: bool,
 }
@@ -74,8 +88,12 @@ pub struct View {
 /// Something the notifier must do outside the tray item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Tell the user about updates they have not been told about.
-    Announce { count: u32, updates: Vec<Update> },
+    /// Tell the user about updates they have not been told about, offering `first` first.
+    Announce {
+        count: u32,
+        updates: Vec<Update>,
+        first: InstallWhen,
+    },
     /// The announced updates are gone (installed, or spkd has none): close the notification.
     Withdraw,
     /// A modifying transaction started: show its progress.
@@ -97,6 +115,8 @@ pub enum Effect {
     /// The followed transaction ended: stop showing its progress; `error` is `None` on
     /// success.
     JobEnded { error: Option<String> },
+    /// Tell the user how the boot installed the prepared update (whatever shows progress).
+    Inform(Report),
 }
 
 /// The notifier's knowledge.
@@ -121,14 +141,37 @@ pub struct Model {
     asked: BTreeSet<String>,
     /// Calls creating a transaction sent and not answered yet.
     requests_pending: u32,
-    /// Results of transactions that ended while a request was pending, until its answer says
-    /// whether they were the user's.
-    unclaimed: Vec<(String, Report)>,
+    /// Transactions that ended while a request was pending (with their end state and
+    /// message), until its answer says whether they were the user's.
+    unclaimed: Vec<(Job, State, String)>,
+    /// Transactions the user asked for here that prepare an update for the next boot.
+    preparing: BTreeSet<String>,
+    /// The user's `default_install` setting.
+    default_install: DefaultInstall,
+    /// spkd's `PreparedUpdate`, when one is prepared.
+    prepared: Option<Prepared>,
+    /// What is kept between logins.
+    remembered: Remembered,
 }
 
 impl Model {
-    pub fn new() -> Model {
-        Model::default()
+    /// A model with the user's setting and what an earlier login remembered.
+    pub fn new(default_install: DefaultInstall, remembered: Remembered) -> Model {
+        Model {
+            default_install,
+            remembered,
+            ..Model::default()
+        }
+    }
+
+    /// What to keep for the next login (saved when it changes).
+    pub fn remembered(&self) -> &Remembered {
+        &self.remembered
+    }
+
+    /// The install offered first for the pending updates.
+    pub fn install_first(&self) -> InstallWhen {
+        self.default_install.choose(&self.updates)
     }
 
     pub fn daemon_present(&self) -> bool {
@@ -161,6 +204,7 @@ impl Model {
         self.count = 0;
         self.updates.clear();
         self.checking = None;
+        self.prepared = None;
         let mut effects = Vec::new();
         if let Some(job) = self.job.take() {
             effects.extend(self.end(job, State::Failed, "The update service stopped"));
@@ -168,6 +212,7 @@ impl Model {
         // A restarted spkd numbers its transactions anew.
         self.asked.clear();
         self.unclaimed.clear();
+        self.preparing.clear();
         effects
     }
 
@@ -188,6 +233,7 @@ impl Model {
         } else if set.iter().any(|u| !self.was_announced(u)) {
             effects.push(Effect::Announce {
                 count,
+                first: self.default_install.choose(&updates),
                 updates: updates.clone(),
             });
         }
@@ -228,15 +274,23 @@ impl Model {
         self.requests_pending += 1;
     }
 
-    /// spkd answered a request with the new transaction's `path` (`None`: it refused). A
-    /// result that came before the answer is reported now.
-    pub fn request_answered(&mut self, path: Option<&str>) -> Vec<Effect> {
+    /// spkd answered a request to install `when` with the new transaction's `path` (`None`:
+    /// it refused). A result that came before the answer is reported now.
+    pub fn request_answered(&mut self, path: Option<&str>, when: InstallWhen) -> Vec<Effect> {
         self.requests_pending = self.requests_pending.saturating_sub(1);
         let mut effects = Vec::new();
         if let Some(path) = path {
             self.asked.insert(path.to_owned());
-            if let Some(i) = self.unclaimed.iter().position(|(p, _)| p == path) {
-                effects.push(Effect::Report(self.unclaimed.remove(i).1));
+            if when == InstallWhen::AtRestart {
+                self.preparing.insert(path.to_owned());
+                if let Some(job) = self.job_at(path) {
+                    job.prepares = true;
+                }
+            }
+            if let Some(i) = self.unclaimed.iter().position(|(j, ..)| j.path == path) {
+                let (mut job, state, message) = self.unclaimed.remove(i);
+                job.prepares = when == InstallWhen::AtRestart;
+                effects.extend(job.report(state, &message).map(Effect::Report));
             }
         }
         if self.requests_pending == 0 {
@@ -257,7 +311,8 @@ impl Model {
     /// The transaction `job` was read (its properties, or a change of them). Refreshes are
     /// tracked for the tooltip only; the first modifying transaction seen is followed until it
     /// ends (its end may be the state read here).
-    pub fn transaction_seen(&mut self, job: Job) -> Vec<Effect> {
+    pub fn transaction_seen(&mut self, mut job: Job) -> Vec<Effect> {
+        job.prepares = self.preparing.contains(&job.path);
         if job.kind == Kind::Refresh {
             if job.is_over() {
                 if self.checking.as_deref() == Some(job.path.as_str()) {
@@ -398,17 +453,43 @@ impl Model {
             self.failure = error.clone();
         }
         let mut effects = Vec::new();
-        if let Some(report) = job.report(state, message) {
-            if self.asked.remove(&job.path) {
-                effects.push(Effect::Report(report));
-            } else if self.requests_pending > 0 {
-                // Maybe the answer to the user's request, still on its way.
-                self.unclaimed.push((job.path.clone(), report));
-            }
+        if self.asked.remove(&job.path) {
+            effects.extend(job.report(state, message).map(Effect::Report));
+        } else if self.requests_pending > 0 {
+            // Maybe the answer to the user's request, still on its way.
+            self.unclaimed
+                .push((job.clone(), state, message.to_owned()));
         }
+        self.preparing.remove(&job.path);
         self.remember_end(job.path);
         effects.push(Effect::JobEnded { error });
         effects
+    }
+
+    /// spkd's `PreparedUpdate` (read at start, after the history, and after each of its
+    /// changes). Its date is remembered for the notice after the boot, and forgotten when it
+    /// is gone (installed and told, or cancelled).
+    pub fn set_prepared(&mut self, row: PreparedRow) {
+        self.prepared = Prepared::from_row(row);
+        self.remembered.prepared_at = self.prepared.as_ref().map(|p| p.prepared_at);
+    }
+
+    /// spkd's latest history (`GetHistory`, newest first): the result of a boot that
+    /// installed a prepared update, unless the user was told already.
+    pub fn history_read(&mut self, history: &[HistoryRow]) -> Vec<Effect> {
+        let Some(boot) = BootUpdate::newest(history) else {
+            return Vec::new();
+        };
+        if self
+            .remembered
+            .announced_boot_update
+            .is_some_and(|told| told >= boot.id)
+        {
+            return Vec::new();
+        }
+        let report = boot.report(self.remembered.prepared_at);
+        self.remembered.announced_boot_update = Some(boot.id);
+        vec![Effect::Inform(report)]
     }
 
     fn remember_end(&mut self, path: String) {
@@ -421,12 +502,19 @@ impl Model {
     /// The tray item as it should look now.
     pub fn view(&self) -> View {
         let idle = self.job.is_none();
+        let installs_at_restart = self.prepared.as_ref().filter(|p| p.will_install());
+        // Nothing to install beyond what the next boot installs.
+        let all_prepared = installs_at_restart
+            .is_some_and(|p| !self.updates.is_empty() && self.updates.iter().all(|u| p.covers(u)));
         let mut view = View {
             status: ItemStatus::Passive,
             icon: "update-none",
             tooltip_title: String::new(),
             tooltip_body: String::new(),
-            can_install: self.daemon_present && idle && self.count > 0,
+            can_install: self.daemon_present && idle && self.count > 0 && !all_prepared,
+            install_first: self.install_first(),
+            can_restart: self.daemon_present && installs_at_restart.is_some(),
+            can_cancel_prepared: self.daemon_present && idle && self.prepared.is_some(),
             can_check: idle && self.checking.is_none(),
         };
         if !self.daemon_present {
@@ -446,6 +534,21 @@ impl Model {
             view.icon = "update-high";
             view.tooltip_title = "Updates could not be installed".to_owned();
             view.tooltip_body = failure.clone();
+            return view;
+        }
+        if let Some(prepared) = installs_at_restart {
+            view.status = ItemStatus::Active;
+            view.icon = "system-reboot";
+            view.tooltip_title = "Updates will be installed at restart".to_owned();
+            view.tooltip_body = prepared.describe();
+            let more = self.updates.iter().filter(|u| !prepared.covers(u)).count() as u32;
+            if more > 0 {
+                view.tooltip_body.push('\n');
+                view.tooltip_body.push_str(&match more {
+                    1 => "1 more update available".to_owned(),
+                    n => format!("{n} more updates available"),
+                });
+            }
             return view;
         }
         if self.count > 0 {
@@ -488,6 +591,48 @@ mod tests {
             name: name.into(),
             installed_version: "1.0-1".into(),
             available_version: to.into(),
+            system: false,
+        }
+    }
+
+    fn system_update(name: &str, to: &str) -> Update {
+        Update {
+            system: true,
+            ..update(name, to)
+        }
+    }
+
+    fn prepared(changes: &[(&str, &str, &str)], stale: &str) -> PreparedRow {
+        PreparedRow {
+            prepared_at: 1_796_204_554,
+            changes: changes
+                .iter()
+                .map(|(name, from, to)| spk_dbus::HistoryChange {
+                    name: (*name).into(),
+                    from: (*from).into(),
+                    to: (*to).into(),
+                })
+                .collect(),
+            installed_size: 4096,
+            stale: stale.into(),
+        }
+    }
+
+    fn boot_update(id: u64, state: &str, error: &str) -> HistoryRow {
+        HistoryRow {
+            id,
+            started: 1_796_300_000,
+            finished: 1_796_300_010,
+            uid: 0,
+            kind: Kind::OfflineUpdate,
+            packages: Vec::new(),
+            state: state.parse().unwrap(),
+            error: error.into(),
+            changes: vec![spk_dbus::HistoryChange {
+                name: "kate".into(),
+                from: "1.0-1".into(),
+                to: "2.0-1".into(),
+            }],
         }
     }
 
@@ -521,7 +666,7 @@ mod tests {
             ],
         );
         m.request_sent();
-        m.request_answered(Some(path));
+        m.request_answered(Some(path), InstallWhen::Now);
         let mut upgrade = job(path, "upgrade", "downloading", 10);
         upgrade.packages.clear();
         m.transaction_seen(upgrade);
@@ -529,14 +674,14 @@ mod tests {
     }
 
     fn present() -> Model {
-        let mut m = Model::new();
+        let mut m = Model::default();
         m.daemon_appeared();
         m
     }
 
     #[test]
     fn without_spkd_the_item_is_passive_and_says_so() {
-        let view = Model::new().view();
+        let view = Model::default().view();
         assert_eq!(view.status, ItemStatus::Passive);
         assert_eq!(view.tooltip_title, "Update service not running");
         assert!(!view.can_install);
@@ -598,6 +743,7 @@ mod tests {
             name: "kate".into(),
             installed_version: String::new(),
             available_version: String::new(),
+            system: false,
         };
         assert_eq!(m.set_updates(1, vec![by_name.clone()]), vec![]);
         let other = Update {
@@ -650,7 +796,7 @@ mod tests {
         m.set_updates(1, vec![update("kate", "2.0-1")]);
         let t = "/xyz/smech/Spk1/transaction/3";
         m.request_sent();
-        assert_eq!(m.request_answered(Some(t)), vec![]);
+        assert_eq!(m.request_answered(Some(t), InstallWhen::Now), vec![]);
         let started = m.transaction_seen(job(t, "upgrade", "downloading", 0));
         assert!(matches!(
             started.as_slice(),
@@ -740,7 +886,7 @@ mod tests {
         ] {
             let mut m = present();
             m.request_sent();
-            m.request_answered(Some("/t/1"));
+            m.request_answered(Some("/t/1"), InstallWhen::Now);
             m.transaction_seen(job("/t/1", kind, "installing", 10));
             let ended = m.transaction_finished("/t/1", State::Cancelled, "");
             let report = reports(&ended).pop().expect("a report");
@@ -779,7 +925,7 @@ mod tests {
         m.package_done("/t/1", "kate", "2.0-1");
         let ended = m.transaction_finished("/t/1", State::Finished, "");
         assert_eq!(ended, vec![Effect::JobEnded { error: None }]);
-        let answered = m.request_answered(Some("/t/1"));
+        let answered = m.request_answered(Some("/t/1"), InstallWhen::Now);
         assert_eq!(reports(&answered).len(), 1, "{answered:?}");
         assert_eq!(reports(&answered)[0].summary, "Updates installed");
     }
@@ -848,5 +994,157 @@ mod tests {
             effects.as_slice(),
             [Effect::JobEnded { error: Some(_) }]
         ));
+    }
+    #[test]
+    fn a_system_update_offers_the_install_at_restart_first() {
+        let mut m = present();
+        let userland = m.set_updates(1, vec![update("kate", "2.0-1")]);
+        assert!(matches!(
+            userland.as_slice(),
+            [Effect::Announce {
+                first: InstallWhen::Now,
+                ..
+            }]
+        ));
+        assert_eq!(m.view().install_first, InstallWhen::Now);
+        let system = m.set_updates(
+            2,
+            vec![update("kate", "2.0-1"), system_update("mesa", "25")],
+        );
+        assert!(matches!(
+            system.as_slice(),
+            [Effect::Announce {
+                first: InstallWhen::AtRestart,
+                ..
+            }]
+        ));
+        let view = m.view();
+        assert_eq!(view.install_first, InstallWhen::AtRestart);
+        assert!(view.can_install && !view.can_restart && !view.can_cancel_prepared);
+    }
+
+    #[test]
+    fn the_setting_overrides_what_the_packages_suggest() {
+        let mut m = Model::new(DefaultInstall::Now, Remembered::default());
+        m.daemon_appeared();
+        m.set_updates(1, vec![system_update("mesa", "25")]);
+        assert_eq!(m.view().install_first, InstallWhen::Now);
+        let mut m = Model::new(DefaultInstall::AtRestart, Remembered::default());
+        m.daemon_appeared();
+        m.set_updates(1, vec![update("kate", "2.0-1")]);
+        assert_eq!(m.view().install_first, InstallWhen::AtRestart);
+    }
+
+    #[test]
+    fn a_prepared_update_waits_for_the_restart() {
+        let mut m = present();
+        m.set_updates(1, vec![system_update("kate", "2.0-1")]);
+        m.set_prepared(prepared(&[("kate", "1.0-1", "2.0-1")], ""));
+        let view = m.view();
+        assert_eq!(view.status, ItemStatus::Active);
+        assert_eq!(view.icon, "system-reboot");
+        assert_eq!(view.tooltip_title, "Updates will be installed at restart");
+        assert_eq!(view.tooltip_body, "kate 1.0-1 → 2.0-1");
+        assert!(view.can_restart && view.can_cancel_prepared);
+        // Everything pending is prepared: nothing else to install.
+        assert!(!view.can_install);
+        assert_eq!(m.remembered().prepared_at, Some(1_796_204_554));
+
+        // A newer build since: it can be installed (or prepared) besides.
+        m.set_updates(
+            2,
+            vec![system_update("kate", "2.0-1"), update("okular", "2")],
+        );
+        let view = m.view();
+        assert!(view.can_install);
+        assert_eq!(
+            view.tooltip_body,
+            "kate 1.0-1 → 2.0-1\n1 more update available"
+        );
+
+        // Cancelled: the updates are pending again.
+        m.set_prepared(PreparedRow::default());
+        let view = m.view();
+        assert_eq!(view.tooltip_title, "2 updates available");
+        assert!(!view.can_restart && !view.can_cancel_prepared);
+    }
+
+    #[test]
+    fn a_stale_prepared_update_offers_no_restart_but_can_be_cancelled() {
+        let mut m = present();
+        m.set_updates(1, vec![update("kate", "2.0-1")]);
+        m.set_prepared(prepared(&[("kate", "1.0-1", "2.0-1")], "okular changed"));
+        let view = m.view();
+        assert_eq!(view.tooltip_title, "1 update available");
+        assert!(!view.can_restart && view.can_cancel_prepared && view.can_install);
+    }
+
+    #[test]
+    fn preparing_an_update_is_worded_as_such() {
+        let mut m = present();
+        m.set_updates(1, vec![system_update("kate", "2.0-1")]);
+        m.request_sent();
+        m.request_answered(Some("/t/1"), InstallWhen::AtRestart);
+        let started = m.transaction_seen(job("/t/1", "upgrade", "downloading", 10));
+        assert!(
+            matches!(started.as_slice(), [Effect::JobStarted { title, .. }, ..] if title == "Preparing updates for restart"),
+            "{started:?}"
+        );
+        let ended = m.transaction_finished("/t/1", State::Finished, "");
+        assert_eq!(reports(&ended)[0].summary, "Updates ready for restart");
+        // The same when spkd's answer comes after the end.
+        m.request_sent();
+        m.transaction_seen(job("/t/2", "upgrade", "downloading", 10));
+        m.transaction_finished("/t/2", State::Failed, "no space left");
+        let answered = m.request_answered(Some("/t/2"), InstallWhen::AtRestart);
+        assert_eq!(
+            reports(&answered),
+            vec![Report {
+                summary: "Updates could not be prepared".into(),
+                body: "no space left".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn the_update_installed_at_restart_is_told_once() {
+        let mut m = present();
+        let history = [boot_update(4, "finished", "")];
+        assert_eq!(
+            m.history_read(&history),
+            vec![Effect::Inform(Report {
+                summary: "Updates installed at restart".into(),
+                body: "kate 2.0-1".into(),
+            })]
+        );
+        assert_eq!(m.remembered().announced_boot_update, Some(4));
+        assert_eq!(m.history_read(&history), vec![]);
+        // The next login remembers it.
+        let mut next = Model::new(DefaultInstall::Auto, m.remembered().clone());
+        next.daemon_appeared();
+        assert_eq!(next.history_read(&history), vec![]);
+    }
+
+    #[test]
+    fn a_failed_boot_update_says_when_it_was_prepared() {
+        let remembered = Remembered {
+            announced_boot_update: Some(2),
+            prepared_at: Some(1_796_204_554),
+        };
+        let mut m = Model::new(DefaultInstall::Auto, remembered);
+        m.daemon_appeared();
+        let effects = m.history_read(&[boot_update(3, "failed", "okular changed")]);
+        assert_eq!(
+            effects,
+            vec![Effect::Inform(Report {
+                summary: "Updates not installed at restart".into(),
+                body: "The updates prepared on 2026-12-02 09:42 UTC could not be installed: \
+                       okular changed\nInstalled before the failure: kate 2.0-1."
+                    .into(),
+            })]
+        );
+        // Read next: spkd has no prepared update any more, and its date is forgotten.
+        m.set_prepared(PreparedRow::default());
+        assert_eq!(m.remembered().prepared_at, None);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The notifier keeps one notification slot: a new notice replaces the previous one
 //! (`replaces_id`), so the user never sees a stack of stale "updates available". Actions only
-//! where they lead somewhere: the update notice carries `install` ("Install updates") and
+//! where they lead somewhere: the update notice carries `install` ("Install updates now") and
+//! `install-at-restart` ("Install updates at restart"), the default of the two first, and
 //! `default` ("Show details", the list of updates); the progress notice (shown where no KDE
 //! job tracker runs) carries `cancel` and the `value` hint (0–100) that servers such as dunst
 //! draw as a bar, updated in place; a result notice carries none. [`Notices::action`] maps the
@@ -19,15 +20,16 @@ use zbus::{Connection, MatchRule, MessageStream, proxy};
 
 use crate::error::Error;
 use crate::model::{Update, count_phrase};
-use crate::tray::Command;
+use crate::offline::InstallWhen;
+use crate::tray::{Command, INSTALL_AT_RESTART, INSTALL_NOW};
 
 /// The application name notification servers show and group by.
 pub const APP_NAME: &str = "Software Updates";
 /// The icon of every notice (freedesktop/Breeze theme).
 const APP_ICON: &str = "system-software-update";
-/// The action that installs the updates.
-pub const ACTION_INSTALL: &str = "install";
-pub const ACTION_INSTALL_LABEL: &str = "Install updates";
+/// The actions that install the updates now, or prepare them for the next restart.
+const ACTION_INSTALL: &str = "install";
+const ACTION_INSTALL_AT_RESTART: &str = "install-at-restart";
 /// The action of a click on the notice body.
 const ACTION_DEFAULT: &str = "default";
 const ACTION_DEFAULT_LABEL: &str = "Show details";
@@ -110,24 +112,22 @@ impl Notices {
         })
     }
 
-    /// "3 updates available", one line per package, with "Install updates" and "Show details".
-    pub async fn announce(&mut self, count: u32, updates: &[Update]) {
+    /// "3 updates available", one line per package, with both installs (`first` first) and
+    /// "Show details".
+    pub async fn announce(&mut self, count: u32, updates: &[Update], first: InstallWhen) {
+        let mut actions = install_actions(first).to_vec();
+        actions.extend([ACTION_DEFAULT, ACTION_DEFAULT_LABEL]);
         let look = Look {
             what: Slot::Updates,
-            actions: &[
-                ACTION_INSTALL,
-                ACTION_INSTALL_LABEL,
-                ACTION_DEFAULT,
-                ACTION_DEFAULT_LABEL,
-            ],
+            actions: &actions,
             value: None,
         };
         self.show(&count_phrase(count), &describe(updates), look)
             .await;
     }
 
-    /// The list of updates, shown on "Show details" (with "Install updates" when there are).
-    pub async fn details(&mut self, count: u32, updates: &[Update]) {
+    /// The list of updates, shown on "Show details" (with both installs when there are).
+    pub async fn details(&mut self, count: u32, updates: &[Update], first: InstallWhen) {
         if count == 0 {
             self.inform("No updates available", "The system is up to date.")
                 .await;
@@ -135,7 +135,7 @@ impl Notices {
             let summary = format!("Available updates ({count})");
             let look = Look {
                 what: Slot::Updates,
-                actions: &[ACTION_INSTALL, ACTION_INSTALL_LABEL],
+                actions: &install_actions(first),
                 value: None,
             };
             self.show(&summary, &describe(updates), look).await;
@@ -241,7 +241,10 @@ impl Notices {
                     }
                     tracing::info!(id, action = %key, "notification action invoked");
                     match key.as_str() {
-                        ACTION_INSTALL => return Some(Command::Install),
+                        ACTION_INSTALL => return Some(Command::Install(InstallWhen::Now)),
+                        ACTION_INSTALL_AT_RESTART => {
+                            return Some(Command::Install(InstallWhen::AtRestart));
+                        }
                         ACTION_DEFAULT => return Some(Command::Details),
                         ACTION_CANCEL => return Some(Command::Cancel),
                         _ => {}
@@ -260,6 +263,17 @@ impl Notices {
     }
 }
 
+/// The two install actions (key, label, key, label), `first` first.
+fn install_actions(first: InstallWhen) -> [&'static str; 4] {
+    let now = [ACTION_INSTALL, INSTALL_NOW];
+    let at_restart = [ACTION_INSTALL_AT_RESTART, INSTALL_AT_RESTART];
+    let (a, b) = match first {
+        InstallWhen::Now => (now, at_restart),
+        InstallWhen::AtRestart => (at_restart, now),
+    };
+    [a[0], a[1], b[0], b[1]]
+}
+
 /// One line per update: "kate 1.0-1 → 2.0-1".
 fn describe(updates: &[Update]) -> String {
     updates
@@ -267,4 +281,26 @@ fn describe(updates: &[Update]) -> String {
         .map(Update::describe)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_install_is_the_first_action() {
+        assert_eq!(
+            install_actions(InstallWhen::AtRestart),
+            [
+                "install-at-restart",
+                "Install updates at restart",
+                "install",
+                "Install updates now"
+            ]
+        );
+        assert_eq!(
+            install_actions(InstallWhen::Now)[..2],
+            ["install", INSTALL_NOW]
+        );
+    }
 }

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use spk_dbus::{
-    BUS_NAME, ChangeOptions, Kind, ManagerProxy, PackageState, State, TRANSACTION_INTERFACE,
-    TransactionProxy,
+    BUS_NAME, ChangeOptions, HistoryRow, Kind, ManagerProxy, PackageState, PreparedRow, State,
+    TRANSACTION_INTERFACE, TransactionProxy,
 };
 use zbus::Connection;
 use zbus::proxy::CacheProperties;
@@ -14,6 +14,10 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use crate::error::Error;
 use crate::model::{Job, Update};
+use crate::offline::InstallWhen;
+
+/// How much history the notifier reads for the result of a boot's update.
+const HISTORY_LOOKED_AT: u32 = 10;
 
 /// Connect to the bus spkd lives on: `address`, or the system bus.
 pub async fn connect(address: Option<&str>) -> Result<Connection, Error> {
@@ -73,6 +77,7 @@ impl Spkd {
                 name: row.name,
                 installed_version: row.installed_version,
                 available_version: row.available_version,
+                system: row.kind == "system",
             })
             .collect();
         Ok((count, updates))
@@ -125,12 +130,41 @@ impl Spkd {
         Ok(job)
     }
 
-    /// `Upgrade([], {})`: every installed package with an update.
-    pub async fn upgrade_all(&self) -> Result<OwnedObjectPath, Error> {
+    /// `Upgrade([], {})`: every installed package with an update, now or (option `offline`)
+    /// prepared now and installed at the next boot.
+    pub async fn upgrade_all(&self, when: InstallWhen) -> Result<OwnedObjectPath, Error> {
+        let options = ChangeOptions {
+            offline: when == InstallWhen::AtRestart,
+            ..ChangeOptions::default()
+        };
         self.manager
-            .upgrade(&[], &ChangeOptions::default())
+            .upgrade(&[], &options)
             .await
             .map_err(Error::call("Upgrade"))
+    }
+
+    /// `PreparedUpdate`: the update prepared for the next boot (`prepared_at` 0: none).
+    pub async fn prepared(&self) -> Result<PreparedRow, Error> {
+        self.manager
+            .prepared_update()
+            .await
+            .map_err(Error::call("PreparedUpdate"))
+    }
+
+    /// `CancelPreparedUpdate()`: whether there was one to discard.
+    pub async fn cancel_prepared(&self) -> Result<bool, Error> {
+        self.manager
+            .cancel_prepared_update()
+            .await
+            .map_err(Error::call("CancelPreparedUpdate"))
+    }
+
+    /// The latest entries of `GetHistory`, newest first.
+    pub async fn recent_history(&self) -> Result<Vec<HistoryRow>, Error> {
+        self.manager
+            .get_history(HISTORY_LOOKED_AT)
+            .await
+            .map_err(Error::call("GetHistory"))
     }
 
     /// `Cancel()` on the transaction at `path` (spkd lets its requester or root cancel it).

@@ -3,18 +3,31 @@
 //! The item only renders a [`View`] computed by the model; clicks become [`Command`]s sent to
 //! the notifier's main loop, which talks to spkd. A left click shows the details, like the
 //! "Show details" menu entry.
+//!
+//! The menu offers "Install updates now" and "Install updates at restart", the default of the
+//! two first; while an update is prepared for the next boot, "Restart and install" and "Cancel
+//! prepared update".
 
 use ksni::menu::{MenuItem, StandardItem};
 use ksni::{Category, Status, ToolTip};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::model::{ItemStatus, View};
+use crate::offline::InstallWhen;
+
+/// The labels of the two installs (menu entries and notification actions).
+pub const INSTALL_NOW: &str = "Install updates now";
+pub const INSTALL_AT_RESTART: &str = "Install updates at restart";
 
 /// What the user asked for, from the tray menu or a notification action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    /// `Upgrade([], {})`.
-    Install,
+    /// `Upgrade([], {})`, or with option `offline` for the next restart.
+    Install(InstallWhen),
+    /// Ask the session to restart the computer (which installs the prepared update).
+    RestartAndInstall,
+    /// `CancelPreparedUpdate()`.
+    CancelPrepared,
     /// `Refresh({})`.
     Check,
     /// Show the list of updates.
@@ -87,15 +100,49 @@ impl ksni::Tray for UpdatesTray {
     }
 
     fn menu(&self) -> Vec<MenuItem<Self>> {
-        vec![
+        let install = |when: InstallWhen| -> MenuItem<Self> {
+            let (label, icon) = match when {
+                InstallWhen::Now => (INSTALL_NOW, "system-software-update"),
+                InstallWhen::AtRestart => (INSTALL_AT_RESTART, "system-reboot"),
+            };
             StandardItem {
-                label: "Install updates".into(),
-                icon_name: "system-software-update".into(),
+                label: label.into(),
+                icon_name: icon.into(),
                 enabled: self.view.can_install,
-                activate: Box::new(|tray: &mut Self| tray.send(Command::Install)),
+                activate: Box::new(move |tray: &mut Self| tray.send(Command::Install(when))),
                 ..Default::default()
             }
-            .into(),
+            .into()
+        };
+        let mut menu = match self.view.install_first {
+            InstallWhen::Now => vec![install(InstallWhen::Now), install(InstallWhen::AtRestart)],
+            InstallWhen::AtRestart => {
+                vec![install(InstallWhen::AtRestart), install(InstallWhen::Now)]
+            }
+        };
+        if self.view.can_restart {
+            menu.push(
+                StandardItem {
+                    label: "Restart and install".into(),
+                    icon_name: "system-reboot".into(),
+                    activate: Box::new(|tray: &mut Self| tray.send(Command::RestartAndInstall)),
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+        if self.view.can_cancel_prepared {
+            menu.push(
+                StandardItem {
+                    label: "Cancel prepared update".into(),
+                    icon_name: "edit-delete".into(),
+                    activate: Box::new(|tray: &mut Self| tray.send(Command::CancelPrepared)),
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+        menu.extend([
             StandardItem {
                 label: "Check now".into(),
                 icon_name: "view-refresh".into(),
@@ -111,7 +158,8 @@ impl ksni::Tray for UpdatesTray {
                 ..Default::default()
             }
             .into(),
-        ]
+        ]);
+        menu
     }
 
     fn watcher_offline(&self, reason: ksni::OfflineReason) -> bool {

@@ -1,7 +1,7 @@
 //! spk-notifier on a headless desktop: a real StatusNotifierWatcher and a real notification
 //! server (dunst on Xvfb) on a private session bus, spkd on its own "system" bus, and the
 //! user's story told through them — updates appear, the tray item turns Active with the count,
-//! a notification offers "Install updates", choosing it upgrades the system.
+//! a notification offers "Install updates now", choosing it upgrades the system.
 //!
 //! Needs `Xvfb`, `dunst` and `status-notifier-watcher` (Debian packages `xvfb`, `dunst`,
 //! `haskell-status-notifier-item-utils`; `.ci/run` installs them) besides what `spk-tests`
@@ -48,6 +48,23 @@ async fn finished_transaction(session: &Session, kind: &str) -> String {
     .await
 }
 
+/// The labels of a menu, in order.
+fn labels(menu: &[(i32, String, bool)]) -> Vec<&str> {
+    menu.iter().map(|(_, label, _)| label.as_str()).collect()
+}
+
+/// The keys of the install actions dunst's context menu offered, sorted (its lines read
+/// `#LABEL (SUMMARY) [ID,KEY]`, in an order of dunst's own).
+fn install_actions(offered: &str) -> Vec<&str> {
+    let mut keys: Vec<&str> = offered
+        .lines()
+        .filter(|l| l.starts_with("#Install updates"))
+        .filter_map(|l| l.rsplit_once(',')?.1.strip_suffix(']'))
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// `Refresh({})` on spkd, as another client (the boot-time check) would call it.
 async fn refresh_from_elsewhere(session: &Session) {
     let client = session.env.client().await;
@@ -72,7 +89,7 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
     let menu = item.menu(desktop).await;
     assert!(
         menu.iter()
-            .any(|(_, l, enabled)| l == "Install updates" && !enabled),
+            .any(|(_, l, enabled)| l == "Install updates now" && !enabled),
         "{menu:?}"
     );
 
@@ -90,14 +107,19 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
     assert_eq!(names, "kate");
     let active_props = item.all_properties(desktop).await;
     let active_menu = item.menu(desktop).await;
+    assert_eq!(
+        labels(&active_menu)[..2],
+        ["Install updates now", "Install updates at restart"],
+        "{active_menu:?}"
+    );
     assert!(
         active_menu
             .iter()
-            .any(|(_, l, enabled)| l == "Install updates" && *enabled),
+            .any(|(_, l, enabled)| l == "Install updates now" && *enabled),
         "{active_menu:?}"
     );
 
-    // dunst received one notification offering "Install updates".
+    // dunst received one notification offering "Install updates now".
     let received = eventually("dunst to receive the notification", || async move {
         let r = desktop.received();
         if r.is_empty() {
@@ -115,7 +137,7 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
     let displayed = desktop.dunstctl(&["count", "displayed"]);
     assert_eq!(displayed.trim(), "1", "dunst displays {displayed}");
 
-    // The user opens the notification's actions and picks "Install updates".
+    // The user opens the notification's actions and picks "Install updates now".
     desktop.dunstctl(&["context"]);
     let offered = eventually("dunst's context menu", || async move {
         desktop
@@ -124,10 +146,11 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
             .ok_or_else(String::new)
     })
     .await;
-    assert!(
-        offered
-            .lines()
-            .any(|l| l.starts_with("#Install updates") && l.ends_with(",install]")),
+    // Both installs are offered (dunst lists actions in an order of its own; kate is userland,
+    // so the notifier sent "install" first, as its menu shows).
+    assert_eq!(
+        install_actions(&offered),
+        ["install", "install-at-restart"],
         "dunst offered: {offered}"
     );
     assert!(
@@ -222,9 +245,9 @@ async fn updates_turn_the_item_active_and_the_notification_installs_them() {
 
 /// Calls the notifier made on the fake job tracker, in order.
 #[derive(Clone, Default)]
-struct JobLog(Arc<Mutex<Vec<String>>>);
+struct CallLog(Arc<Mutex<Vec<String>>>);
 
-impl JobLog {
+impl CallLog {
     fn push(&self, call: String) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(call);
     }
@@ -235,7 +258,7 @@ impl JobLog {
 
 /// A stand-in for Plasma's `org.kde.JobViewServer` that records what it is told.
 struct FakeJobViewServer {
-    log: JobLog,
+    log: CallLog,
     views: u32,
 }
 
@@ -266,7 +289,7 @@ impl FakeJobViewServer {
 }
 
 struct FakeJobView {
-    log: JobLog,
+    log: CallLog,
 }
 
 #[zbus::interface(name = "org.kde.JobViewV2")]
@@ -293,7 +316,7 @@ impl FakeJobView {
 }
 
 /// A [`FakeJobViewServer`] logging to `jobs` on the session's bus (until dropped).
-async fn job_tracker(s: &Session, jobs: &JobLog) -> zbus::Connection {
+async fn job_tracker(s: &Session, jobs: &CallLog) -> zbus::Connection {
     zbus::connection::Builder::address(s.desktop.bus.address())
         .expect("address")
         .name("org.kde.JobViewServer")
@@ -312,7 +335,7 @@ async fn job_tracker(s: &Session, jobs: &JobLog) -> zbus::Connection {
 }
 
 /// Wait until `jobs` holds a call starting with `prefix`; all calls so far.
-async fn job_call(jobs: &JobLog, prefix: &str) -> Vec<String> {
+async fn job_call(jobs: &CallLog, prefix: &str) -> Vec<String> {
     eventually(
         &format!("the job tracker to be told {prefix}"),
         || async move {
@@ -331,7 +354,7 @@ async fn job_call(jobs: &JobLog, prefix: &str) -> Vec<String> {
 async fn the_notifier_follows_spkd_restarts_and_upgrades_started_elsewhere() {
     let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
     let item = s.item().await;
-    let jobs = JobLog::default();
+    let jobs = CallLog::default();
     let _job_tracker = job_tracker(&s, &jobs).await;
 
     // The boot-time check (another client) finds an update.
@@ -515,7 +538,7 @@ async fn a_cancelled_update_says_nothing_was_changed() {
         Fault::Stall(Duration::from_secs(5)),
         1,
     );
-    item.click(&s.desktop, "Install updates").await;
+    item.click(&s.desktop, "Install updates now").await;
     let client = s.env.client().await;
     let client = &client;
     let upgrade = eventually("the upgrade to run", || async move {
@@ -553,7 +576,7 @@ async fn a_cancelled_update_says_nothing_was_changed() {
 async fn the_job_views_cancel_button_cancels_the_update() {
     let mut s = Session::start(&Repo::new().with(kate("1.0-1")), &["kate"]).await;
     let item = s.item().await;
-    let jobs = JobLog::default();
+    let jobs = CallLog::default();
     let tracker = job_tracker(&s, &jobs).await;
     let v2 = Repo::new().with(kate("2.0-1"));
     s.env.publish(&v2);
@@ -566,7 +589,7 @@ async fn the_job_views_cancel_button_cancels_the_update() {
         Fault::Stall(Duration::from_secs(5)),
         1,
     );
-    item.click(&s.desktop, "Install updates").await;
+    item.click(&s.desktop, "Install updates now").await;
     let calls = job_call(&jobs, "setInfoMessage").await;
     let view = calls[0]
         .rsplit_once(" -> ")
@@ -606,4 +629,276 @@ async fn the_job_views_cancel_button_cancels_the_update() {
     s.env
         .assert_file("usr/bin/kate", b"#!/bin/sh\necho kate 1.0-1\n", 0o755);
     eprintln!("===== job tracker calls =====\n{}", calls.join("\n"));
+}
+
+/// A system package: the update of a running desktop that is safer installed at restart.
+fn plasma(version: &str) -> Package {
+    Package::new("plasma-workspace", version)
+        .file(
+            "usr/bin/plasmashell",
+            format!("#!/bin/sh\necho plasmashell {version}\n"),
+            0o755,
+        )
+        .system()
+}
+
+/// spkd's `PreparedUpdate` as JSON (`prepared-at` 0: none).
+async fn prepared_update(s: &Session) -> serde_json::Value {
+    s.env
+        .client()
+        .await
+        .property_json(MANAGER_PATH, MANAGER, "PreparedUpdate")
+        .await
+}
+
+/// Wait until dunst received a notice with this `summary`; the notice.
+async fn notice(s: &Session, summary: &str) -> desktop::Received {
+    let desktop = &s.desktop;
+    eventually(&format!("the notice {summary:?}"), || async move {
+        let r = desktop.received();
+        r.iter()
+            .find(|n| n.summary == summary)
+            .cloned()
+            .ok_or_else(|| format!("{r:#?}"))
+    })
+    .await
+}
+
+/// A stand-in for Plasma's `org.kde.LogoutPrompt` (the restart dialog).
+struct FakeLogoutPrompt(CallLog);
+
+#[zbus::interface(name = "org.kde.LogoutPrompt")]
+impl FakeLogoutPrompt {
+    #[zbus(name = "promptReboot")]
+    fn prompt_reboot(&self) {
+        self.0.push("promptReboot".to_owned());
+    }
+}
+
+/// A stand-in for ksmserver's `org.kde.Shutdown`.
+struct FakeShutdown(CallLog);
+
+#[zbus::interface(name = "org.kde.Shutdown")]
+impl FakeShutdown {
+    #[zbus(name = "logoutAndReboot")]
+    fn logout_and_reboot(&self) {
+        self.0.push("logoutAndReboot".to_owned());
+    }
+}
+
+/// Serve `iface` at `path` under `name` on the session's bus (until dropped).
+async fn serve_on_session<I: zbus::object_server::Interface>(
+    s: &Session,
+    name: &str,
+    path: &str,
+    iface: I,
+) -> zbus::Connection {
+    zbus::connection::Builder::address(s.desktop.bus.address())
+        .expect("address")
+        .name(name.to_owned())
+        .expect("name")
+        .serve_at(path, iface)
+        .expect("serve")
+        .build()
+        .await
+        .expect("a stand-in on the session bus")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_system_update_is_prepared_for_the_restart_and_the_session_asked_to_restart() {
+    let mut s = Session::start(&Repo::new().with(plasma("6.5-1")), &["plasma-workspace"]).await;
+    let item = s.item().await;
+    s.wait_for(&item, "Passive", "System is up to date").await;
+
+    // A Plasma update: installing it at restart is offered first, in the menu and the notice.
+    s.env.publish(&Repo::new().with(plasma("6.6-1")));
+    refresh_from_elsewhere(&s).await;
+    s.wait_for(&item, "Active", "1 update available").await;
+    let menu = item.menu(&s.desktop).await;
+    assert_eq!(
+        labels(&menu)[..2],
+        ["Install updates at restart", "Install updates now"],
+        "{menu:?}"
+    );
+    assert!(
+        menu.iter().take(2).all(|(_, _, enabled)| *enabled),
+        "{menu:?}"
+    );
+    let announced = notice(&s, "1 update available").await;
+    assert_eq!(announced.body, "plasma-workspace 6.5-1 → 6.6-1");
+
+    // The user picks "Install updates at restart" among the notice's actions.
+    let desktop = &s.desktop;
+    desktop.pick("Install updates at restart");
+    desktop.dunstctl(&["context"]);
+    let offered = eventually("dunst's context menu", || async move {
+        desktop
+            .context_menu()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(String::new)
+    })
+    .await;
+    assert_eq!(
+        install_actions(&offered),
+        ["install", "install-at-restart"],
+        "dunst offered: {offered}"
+    );
+
+    // spkd prepares the update and installs nothing.
+    let (title, body) = s
+        .wait_for(&item, "Active", "Updates will be installed at restart")
+        .await;
+    assert_eq!(body, "plasma-workspace 6.5-1 → 6.6-1", "{title}");
+    let prepared = prepared_update(&s).await;
+    assert!(prepared["prepared-at"].as_u64() > Some(0), "{prepared}");
+    assert_eq!(prepared["stale"], "", "{prepared}");
+    s.env.assert_file(
+        "usr/bin/plasmashell",
+        b"#!/bin/sh\necho plasmashell 6.5-1\n",
+        0o755,
+    );
+    assert_eq!(
+        s.env.installed_version("plasma-workspace").await.as_deref(),
+        Some("6.5-1")
+    );
+    let ready = notice(&s, "Updates ready for restart").await;
+    assert!(
+        ready.body.contains("next time the computer restarts"),
+        "{ready:?}"
+    );
+    let icon = item.property(&s.desktop, "IconName").await;
+    assert_eq!(String::try_from(icon).expect("s"), "system-reboot");
+    let menu = item.menu(&s.desktop).await;
+    for entry in ["Restart and install", "Cancel prepared update"] {
+        assert!(
+            menu.iter().any(|(_, l, enabled)| l == entry && *enabled),
+            "{entry} missing: {menu:?}"
+        );
+    }
+    assert!(
+        menu.iter()
+            .any(|(_, l, enabled)| l == "Install updates now" && !enabled),
+        "{menu:?}"
+    );
+
+    // "Restart and install" on a desktop that cannot restart: the user is told to.
+    item.click(&s.desktop, "Restart and install").await;
+    let told = notice(&s, "Restart the computer to install the updates").await;
+    assert!(
+        told.body.contains("installed at the next restart"),
+        "{told:?}"
+    );
+
+    // Under ksmserver alone: it ends the session and reboots.
+    let calls = CallLog::default();
+    let _shutdown = serve_on_session(
+        &s,
+        "org.kde.Shutdown",
+        "/Shutdown",
+        FakeShutdown(calls.clone()),
+    )
+    .await;
+    item.click(&s.desktop, "Restart and install").await;
+    job_call(&calls, "logoutAndReboot").await;
+
+    // Under Plasma 6: its restart dialog, in preference.
+    let _prompt = serve_on_session(
+        &s,
+        "org.kde.LogoutPrompt",
+        "/LogoutPrompt",
+        FakeLogoutPrompt(calls.clone()),
+    )
+    .await;
+    item.click(&s.desktop, "Restart and install").await;
+    let asked = job_call(&calls, "promptReboot").await;
+    assert_eq!(asked, ["logoutAndReboot", "promptReboot"]);
+
+    // The user changes their mind: the prepared update goes, the update is pending again.
+    item.click(&s.desktop, "Cancel prepared update").await;
+    s.wait_for(&item, "Active", "1 update available").await;
+    let prepared = prepared_update(&s).await;
+    assert_eq!(prepared["prepared-at"], 0, "{prepared}");
+    assert!(!s.env.path("var/lib/spk/offline").exists());
+    eprintln!("dunst context menu offered:\n{offered}");
+    eprintln!("dunst received = {:#?}", s.desktop.received());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_update_installed_at_restart_is_told_once_after_the_boot() {
+    let mut s = Session::start(&Repo::new().with(plasma("6.5-1")), &["plasma-workspace"]).await;
+    let item = s.item().await;
+    s.env.publish(&Repo::new().with(plasma("6.6-1")));
+    s.env
+        .spkctl(&["upgrade", "--offline"])
+        .await
+        .assert_success();
+    s.wait_for(&item, "Active", "Updates will be installed at restart")
+        .await;
+
+    // The computer restarts: the session ends, the boot installs the update, the user logs in.
+    s.stop_notifier().await;
+    let boot = s.env.boot_applying_offline_update(&[]).await;
+    assert!(
+        boot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&boot.stdout)
+    );
+    s.start_notifier();
+    let item = s.item().await;
+    let told = notice(&s, "Updates installed at restart").await;
+    assert_eq!(told.body, "plasma-workspace 6.6-1");
+    s.wait_for(&item, "Passive", "System is up to date").await;
+
+    // The next login tells nothing again.
+    s.stop_notifier().await;
+    s.start_notifier();
+    let item = s.item().await;
+    s.wait_for(&item, "Passive", "System is up to date").await;
+    let notifier = &s.notifier;
+    eventually("the notifier to read the history", || async move {
+        let log = notifier.log();
+        if log.contains("no update installed at restart to tell") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    })
+    .await;
+    let told: Vec<_> = s
+        .desktop
+        .received()
+        .into_iter()
+        .filter(|n| n.summary.contains("at restart"))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    let state = std::fs::read_to_string(s.env.dir().join("session/state/spk-notifier/state"))
+        .expect("the notifier's state file");
+    assert!(state.contains("announced_boot_update = "), "{state}");
+
+    // The next update is prepared, then the admin installs something else: the boot discards
+    // it, and the next login says so, with the day it was prepared.
+    s.env
+        .publish(&Repo::new().with(plasma("6.7-1")).with(kate("1.0-1")));
+    s.env
+        .spkctl(&["upgrade", "--offline"])
+        .await
+        .assert_success();
+    s.wait_for(&item, "Active", "Updates will be installed at restart")
+        .await;
+    s.env.spkctl(&["install", "kate"]).await.assert_success();
+    s.stop_notifier().await;
+    let boot = s.env.boot_applying_offline_update(&[]).await;
+    assert!(!boot.status.success());
+    s.start_notifier();
+    s.item().await;
+    let failed = notice(&s, "Updates not installed at restart").await;
+    let (prepared_on, why) = failed
+        .body
+        .strip_prefix("The updates prepared on ")
+        .and_then(|rest| rest.split_once(" UTC could not be installed: "))
+        .unwrap_or_else(|| panic!("{failed:?}"));
+    assert_eq!(prepared_on.len(), "2026-12-02 09:42".len(), "{failed:?}");
+    assert!(why.contains("was discarded"), "{failed:?}");
+    eprintln!("state file:\n{state}");
+    eprintln!("dunst received = {:#?}", s.desktop.received());
 }

@@ -6,10 +6,10 @@
 //! `haskell-status-notifier-item-utils`). dunst is configured so a test can see and use what a
 //! user would: a rule script records every notification of "Software Updates" as dunst
 //! received it, and its context menu ("dmenu") is a script that logs the offered actions and
-//! picks "Install updates". [`session::Notifier`] runs the real `spk-notifier` binary against both
-//! buses, [`Session`] puts it together with the `spk-tests` fixture, [`Item`] reads and clicks
-//! the tray item as Plasma's tray would, and [`CallMonitor`] shows the header flags of calls on
-//! spkd's bus. Everything is killed on drop; the logs are printed when a test fails.
+//! picks "Install updates now" (or what [`Desktop::pick`] names). [`session::Notifier`]
+//! runs the real `spk-notifier` binary against both buses, [`Session`] puts it together with
+//! the `spk-tests` fixture, [`Item`] reads and clicks the tray item as Plasma's tray would, and
+//! [`CallMonitor`] shows the header flags of calls on spkd's bus. Everything is killed on drop; the logs are printed when a test fails.
 
 mod item;
 mod monitor;
@@ -51,6 +51,12 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Kill it now (a session ending), and reap it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub(crate) fn spawn(name: &'static str, command: &mut Command) -> Process {
         let child = command
             .spawn()
@@ -131,9 +137,12 @@ impl Desktop {
             dir,
             "dmenu.sh",
             &format!(
-                "#!/bin/sh\n# dunst's context menu: log what is offered, pick Install updates.\n\
-                 cat > '{log}'\ngrep -m1 'Install updates' '{log}'\n",
-                log = dir.join("menu.txt").display()
+                "#!/bin/sh\n# dunst's context menu: log what is offered, pick Install \
+                 updates now or what pick.txt names.\n\
+                 cat > '{log}'\nwanted=$(cat '{pick}' 2>/dev/null || echo 'Install updates now')\n\
+                 grep -m1 -F \"#$wanted\" '{log}'\n",
+                log = dir.join("menu.txt").display(),
+                pick = dir.join("pick.txt").display()
             ),
         );
         let record = script(
@@ -249,6 +258,12 @@ impl Desktop {
                 }
             })
             .collect()
+    }
+
+    /// Make dunst's context menu pick the action labelled `label` (instead of "Install updates
+    /// now").
+    pub fn pick(&self, label: &str) {
+        std::fs::write(self.dir.join("pick.txt"), label).expect("write pick.txt");
     }
 
     /// What dunst's context menu offered (the lines it gave "dmenu"), once it was opened.

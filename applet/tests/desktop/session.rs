@@ -14,7 +14,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Start `spk-notifier --bus SPKD_BUS` on `desktop`'s session bus.
+    /// Start `spk-notifier --bus SPKD_BUS` on `desktop`'s session bus, with the session's own
+    /// settings and state directories (`DIR/config`, `DIR/state`), kept from one start to the
+    /// next like a user's home.
     pub fn start(desktop: &Desktop, spkd_bus: &str) -> Notifier {
         let log = desktop.dir.join("spk-notifier.log");
         let process = Process::spawn(
@@ -22,6 +24,8 @@ impl Notifier {
             Command::new(env!("CARGO_BIN_EXE_spk-notifier"))
                 .args(["--bus", spkd_bus, "--log-level", "debug"])
                 .env("DBUS_SESSION_BUS_ADDRESS", desktop.bus.address())
+                .env("XDG_CONFIG_HOME", desktop.dir.join("config"))
+                .env("XDG_STATE_HOME", desktop.dir.join("state"))
                 .env_remove("SPK_BUS_ADDRESS")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -82,6 +86,27 @@ impl Session {
         })
         .await;
         Item::parse(&entry)
+    }
+
+    /// The session ends: the notifier is killed, and gone from the watcher's list.
+    pub async fn stop_notifier(&mut self) {
+        self.notifier.process.kill();
+        let desktop = &self.desktop;
+        eventually("the watcher to forget the notifier's item", || async move {
+            let items = desktop.registered_items().await;
+            if items.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{items:?}"))
+            }
+        })
+        .await;
+    }
+
+    /// The next login: a new notifier on the same desktop, settings and state (its log
+    /// starts anew).
+    pub fn start_notifier(&mut self) {
+        self.notifier = Notifier::start(&self.desktop, self.env.bus.address());
     }
 
     /// Wait until the item's `Status` is `status` and its tooltip title is `title`.
