@@ -12,10 +12,34 @@ use crate::fetch_all::Staged;
 use crate::live::Live;
 use crate::manifest::{FileRecord, sort_for_commit};
 use crate::progress::Stage;
-use crate::request::Options;
+use crate::request::{Options, Outcome};
 use crate::transact::{Work, record_change};
 
 impl Engine {
+    /// Commit `staged`, then run the post-transaction hooks for what was committed, even when
+    /// a later package failed (the commit's error comes first).
+    pub(crate) async fn commit_then_hooks(
+        &self,
+        staged: Vec<Staged>,
+        planned: &[Change],
+        options: &Options,
+        work: &mut Work<'_>,
+    ) -> Result<Outcome> {
+        let mut post = crate::hooks::Changes::default();
+        let result = self
+            .commit_all(staged, planned, options, work, &mut post)
+            .await;
+        let hooked = self
+            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+            .await;
+        result?;
+        hooked?;
+        Ok(Outcome {
+            changed: work.done.clone(),
+            ..Outcome::default()
+        })
+    }
+
     /// Commit every staged package, in order; `planned` holds each one's change for `done`.
     /// `post` collects what was committed, for the post-transaction hooks.
     pub(crate) async fn commit_all(

@@ -213,18 +213,7 @@ impl Engine {
         let streams: Vec<(String, u64)> = Vec::new();
         work.reporter.plan(&streams, p.staged.len());
         work.reporter.state(crate::progress::TxState::Installing);
-        let mut post = crate::hooks::Changes::default();
-        let result = self
-            .commit_all(p.staged, &p.changes, &Options::default(), work, &mut post)
-            .await;
-        let hooked = self
-            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
-            .await;
-        result?;
-        hooked?;
-        Ok(Outcome {
-            changed: work.done.clone(),
-            ..Outcome::default()
-        })
+        self.commit_then_hooks(p.staged, &p.changes, &Options::default(), work)
+            .await
     }
 }

@@ -248,21 +248,11 @@ impl Engine {
             .iter()
             .map(|s| s.planned.available.entry.name.clone())
             .collect();
-        let mut post = crate::hooks::Changes::default();
-        let result = self
-            .commit_all(staged, &changed, options, work, &mut post)
+        let outcome = self
+            .commit_then_hooks(staged, &changed, options, work)
             .await;
         self.prune_cache(names.iter().map(String::as_str));
-        // What was committed gets its post-transaction hooks even when a later package failed.
-        let hooked = self
-            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
-            .await;
-        result?;
-        hooked?;
-        Ok(Outcome {
-            changed: work.done.clone(),
-            ..Outcome::default()
-        })
+        outcome
     }
 
     async fn rollback(&self, req: &Request, work: &mut Work<'_>) -> Result<Outcome> {

@@ -181,16 +181,16 @@ pub fn history(h: HistoryEntry) -> Result<HistoryRow, BusError> {
         uid: h.uid,
         packages: h.names,
         error: h.error,
-        changes: h
-            .changes
-            .into_iter()
-            .map(|c| HistoryChange {
-                name: c.name,
-                from: c.from,
-                to: c.to,
-            })
-            .collect(),
+        changes: h.changes.into_iter().map(history_change).collect(),
     })
+}
+
+fn history_change(c: Change) -> HistoryChange {
+    HistoryChange {
+        name: c.name,
+        from: c.from,
+        to: c.to,
+    }
 }
 
 pub fn prepared(p: Option<PreparedUpdate>) -> PreparedRow {
@@ -199,15 +199,7 @@ pub fn prepared(p: Option<PreparedUpdate>) -> PreparedRow {
     };
     PreparedRow {
         prepared_at: p.prepared_at,
-        changes: p
-            .changes
-            .into_iter()
-            .map(|c| HistoryChange {
-                name: c.name,
-                from: c.from,
-                to: c.to,
-            })
-            .collect(),
+        changes: p.changes.into_iter().map(history_change).collect(),
         installed_size: p.installed_size,
         stale: p.stale,
     }
