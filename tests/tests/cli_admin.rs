@@ -915,14 +915,18 @@ async fn ctrl_c_on_a_terminal_asks_before_cancelling() {
     drop(stdin);
 }
 
-/// Read the terminal until it has shown nothing new for `quiet`, adding what is read to `seen`.
+/// Read the terminal until it has shown nothing new for `quiet` (or for at most 5 s), adding
+/// what is read to `seen`.
 async fn read_while_drawing(
     stdout: &mut tokio::process::ChildStdout,
     seen: &mut String,
     quiet: Duration,
 ) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 4096];
-    while let Ok(read) = tokio::time::timeout(quiet, stdout.read(&mut buf)).await {
+    while tokio::time::Instant::now() < deadline
+        && let Ok(read) = tokio::time::timeout(quiet, stdout.read(&mut buf)).await
+    {
         let n = read.unwrap();
         if n == 0 {
             return;
