@@ -16,6 +16,8 @@ pub enum Display {
         overall: Option<ProgressBar>,
         /// Terminal columns when the display started; narrow terminals get short lines.
         width: usize,
+        /// While a question is asked the bars are hidden; the lines printed meanwhile wait here.
+        held: Option<Vec<String>>,
     },
     Plain {
         seen: HashMap<String, Activity>,
@@ -38,6 +40,7 @@ impl Display {
                 bars: HashMap::new(),
                 overall: None,
                 width: stderr_width(),
+                held: None,
             }
         } else {
             Display::Plain {
@@ -53,6 +56,7 @@ impl Display {
                 bars,
                 overall,
                 width,
+                ..
             } => {
                 let bar = bars.entry(package.to_owned()).or_insert_with(|| {
                     let bar = match overall {
@@ -118,15 +122,10 @@ impl Display {
 
     pub fn package_done(&mut self, verb: &str, name: &str, version: &str) {
         match self {
-            Display::Bars { bars, multi, .. } => {
-                let line = format!("{verb} {name} {version}");
-                match bars.get(name) {
-                    Some(bar) => bar.finish_with_message(format!("{verb} {version}")),
-                    None => {
-                        let _ = multi.println(line);
-                    }
-                }
-            }
+            Display::Bars { bars, .. } => match bars.get(name) {
+                Some(bar) => bar.finish_with_message(format!("{verb} {version}")),
+                None => self.bars_line(format!("{verb} {name} {version}")),
+            },
             Display::Plain { .. } => println!("{verb} {name} {version}"),
             Display::Quiet => {}
         }
@@ -154,24 +153,73 @@ impl Display {
         }
         for line in lines {
             match self {
-                Display::Bars { multi, .. } => {
-                    let _ = multi.println(line);
-                }
+                Display::Bars { .. } => self.bars_line(line),
                 Display::Plain { .. } => println!("{line}"),
                 Display::Quiet => {}
             }
         }
     }
 
-    /// Stop redrawing for a moment (a question is being asked).
+    /// A line above the bars (held back while they are hidden).
+    fn bars_line(&mut self, line: String) {
+        if let Display::Bars { multi, held, .. } = self {
+            match held {
+                Some(held) => held.push(line),
+                None => {
+                    let _ = multi.println(line);
+                }
+            }
+        }
+    }
+
+    /// Clear what is drawn (before a question, when nothing is following the figures).
     pub fn suspend(&mut self) {
         if let Display::Bars { multi, .. } = self {
             let _ = multi.clear();
         }
     }
 
+    /// Take the bars off the screen while a question is asked: they keep following the
+    /// transaction out of sight until [`Display::show`].
+    pub fn hide(&mut self) {
+        if let Display::Bars {
+            multi,
+            held,
+            bars,
+            overall,
+            ..
+        } = self
+            && held.is_none()
+        {
+            if !bars.is_empty() || overall.is_some() {
+                // The terminal echoed Ctrl-C as `^C` after the last bar line, which indicatif
+                // fills to the right margin: the echo went to a line of its own below the bars.
+                // Wipe it and go back up, so that clearing takes the bars' lines.
+                if ctrl_c_echoed() {
+                    eprint!("\r\x1b[2K\x1b[1A");
+                }
+            }
+            let _ = multi.clear();
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+            *held = Some(Vec::new());
+        }
+    }
+
+    /// Draw the bars again, with their current figures, below the lines held back meanwhile.
+    pub fn show(&mut self) {
+        if let Display::Bars { multi, held, .. } = self
+            && let Some(lines) = held.take()
+        {
+            multi.set_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            for line in lines {
+                let _ = multi.println(line);
+            }
+        }
+    }
+
     /// Remove unfinished bars (failure or cancel) so the error is the last thing on screen.
     pub fn finish(&mut self) {
+        self.show();
         if let Display::Bars {
             bars,
             multi,
@@ -212,6 +260,15 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
+}
+
+/// Whether the terminal shows a typed Ctrl-C (as `^C`).
+fn ctrl_c_echoed() -> bool {
+    use rustix::termios::LocalModes;
+    rustix::termios::tcgetattr(rustix::stdio::stdin()).is_ok_and(|t| {
+        t.local_modes
+            .contains(LocalModes::ECHO | LocalModes::ECHOCTL | LocalModes::ISIG)
+    })
 }
 
 /// Columns of the terminal the bars are drawn on (stderr).

@@ -11,6 +11,7 @@ mod monitor;
 mod offline;
 mod packages;
 mod plan;
+mod prompt;
 mod transaction;
 mod usage;
 
@@ -275,11 +276,17 @@ async fn review(
         return Ok(Review::Stop(0));
     }
     display.suspend();
-    if plan::confirm("Proceed?") {
-        Ok(Review::Proceed)
-    } else {
-        println!("Nothing was changed.");
-        Ok(Review::Stop(1))
+    match plan::confirm("Proceed?").await {
+        prompt::Reply::Yes => Ok(Review::Proceed),
+        prompt::Reply::No => {
+            println!("Nothing was changed.");
+            Ok(Review::Stop(1))
+        }
+        // Ctrl-C aborts, as in pacman and apt: the terminal showed ^C after the question.
+        prompt::Reply::Interrupted => {
+            eprintln!("\nNothing was changed.");
+            Ok(Review::Stop(1))
+        }
     }
 }
 

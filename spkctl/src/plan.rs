@@ -1,12 +1,11 @@
 //! Before a change: show what will happen (packages, versions, download and installed sizes) and
 //! ask, like apk and pacman. `--dry-run` shows the plan and stops.
 
-use std::io::{BufRead, Write};
-
 use spk_dbus::{ChangeAction, ChangeOptions, Kind, ManagerProxy, PlannedChange};
 
 use crate::connect::Failure;
 use crate::display::human_bytes;
+use crate::prompt::{self, Reply};
 
 pub async fn fetch(
     manager: &ManagerProxy<'_>,
@@ -61,14 +60,7 @@ pub fn text(changes: &[PlannedChange]) -> String {
     out
 }
 
-/// Ask on the terminal; anything but yes (default yes) declines.
-pub fn confirm(question: &str) -> bool {
-    eprint!("{question} [Y/n] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
-        return false;
-    }
-    let a = line.trim();
-    a.is_empty() || a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes")
+/// Ask on the terminal; anything but yes (default yes) declines, and Ctrl-C aborts.
+pub async fn confirm(question: &str) -> Reply {
+    prompt::yes_no(question, true).await
 }

@@ -1,6 +1,7 @@
 //! Starting a transaction and following it to its end through its signals. The signal match is
 //! added before the method call, so not even a transaction that finishes at once is missed.
 
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -13,6 +14,10 @@ use zbus::{MatchRule, MessageStream};
 
 use crate::connect::Failure;
 use crate::display::{Display, human_bytes};
+use crate::prompt::{self, Reply};
+
+/// A line read at the terminal (`None` at the end of input).
+type Answer = std::io::Result<Option<String>>;
 
 /// What a finished transaction of `kind` did to its packages, for the summary line.
 fn verb(kind: Kind) -> &'static str {
@@ -77,7 +82,7 @@ pub async fn run(
     let mut signals = subscribe(conn).await?;
     // Catch Ctrl-C before the transaction exists: from then on it cancels the transaction
     // instead of killing spkctl and leaving the transaction running unwatched.
-    let mut interrupts = std::pin::pin!(interrupts());
+    let mut interrupts = std::pin::pin!(prompt::interrupts());
     let started = Instant::now();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let path = match kind {
@@ -120,6 +125,8 @@ pub async fn run(
         .boxed(),
         None => futures_util::stream::pending().boxed(),
     };
+    // The cancel question being asked: the line it waits for.
+    let mut question: Option<std::pin::Pin<Box<dyn Future<Output = Answer>>>> = None;
     let finished = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
@@ -133,8 +140,32 @@ pub async fn run(
                 continue;
             }
             Some(()) = interrupts.next() => {
-                if confirm_cancel(display).await {
+                if question.take().is_some() {
+                    // Ctrl-C again instead of an answer: cancel without asking twice.
+                    eprintln!("\nCancelling…");
+                    display.show();
                     proxy.cancel().await?;
+                } else if std::io::stdin().is_terminal() {
+                    // Ask on a line of its own, the bars out of the way; they keep following
+                    // spkd's signals meanwhile and come back with current figures.
+                    display.hide();
+                    eprint!("\rCancel the running transaction? [y/N] ");
+                    let _ = std::io::stderr().flush();
+                    question = Some(Box::pin(prompt::read_line()));
+                } else {
+                    // A script's Ctrl-C (SIGINT without a terminal) cancels at once.
+                    proxy.cancel().await?;
+                }
+                continue;
+            }
+            line = async { question.as_mut().expect("asking").await }, if question.is_some() => {
+                question = None;
+                if prompt::answer(line.ok().flatten().as_deref(), false) == Reply::Yes {
+                    eprintln!("Cancelling…");
+                    display.show();
+                    proxy.cancel().await?;
+                } else {
+                    display.show();
                 }
                 continue;
             }
@@ -180,6 +211,10 @@ pub async fn run(
             None => {}
         }
     };
+    if question.take().is_some() {
+        // Ended before the question was answered: the question no longer stands.
+        eprintln!();
+    }
     display.finish();
     let bytes = proxy.bytes_total().await.unwrap_or(0);
     Ok(Ended {
@@ -192,39 +227,6 @@ pub async fn run(
         bytes,
         elapsed: started.elapsed(),
     })
-}
-
-/// Ctrl-C presses, as a stream (none if the handler cannot be installed).
-fn interrupts() -> impl futures_util::Stream<Item = ()> {
-    futures_util::stream::unfold(
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
-        |sig| async move {
-            let mut sig = sig?;
-            sig.recv().await?;
-            Some(((), Some(sig)))
-        },
-    )
-}
-
-/// Ask before cancelling when a person is at the terminal; a script's Ctrl-C (SIGINT without
-/// a terminal) cancels at once. The transaction runs on in spkd either way until it stops.
-async fn confirm_cancel(display: &mut Display) -> bool {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return true;
-    }
-    display.suspend();
-    eprint!("\nCancel the running transaction? [y/N] ");
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await;
-    let yes = matches!(answer, Ok(Ok(ref l)) if l.trim().eq_ignore_ascii_case("y") || l.trim().eq_ignore_ascii_case("yes"));
-    if yes {
-        eprintln!("Cancelling…");
-    }
-    yes
 }
 
 /// The one line that closes a transaction for a person.

@@ -914,3 +914,170 @@ async fn ctrl_c_on_a_terminal_asks_before_cancelling() {
     before.assert_untouched(&env.snapshot());
     drop(stdin);
 }
+
+/// Read the terminal until it has shown nothing new for `quiet` (or for at most 5 s), adding
+/// what is read to `seen`.
+async fn read_while_drawing(
+    stdout: &mut tokio::process::ChildStdout,
+    seen: &mut String,
+    quiet: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while tokio::time::Instant::now() < deadline
+        && let Ok(read) = tokio::time::timeout(quiet, stdout.read(&mut buf)).await
+    {
+        let n = read.unwrap();
+        if n == 0 {
+            return;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Read the terminal to its end (spkctl exited) and wait for the exit status; panic after 20 s.
+async fn read_to_exit(
+    child: &mut tokio::process::Child,
+    stdout: &mut tokio::process::ChildStdout,
+    seen: &mut String,
+) -> std::process::ExitStatus {
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stdout.read_to_string(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("spkctl did not end:\n{seen}"))
+        .unwrap();
+    seen.push_str(&rest);
+    child.wait().await.unwrap()
+}
+
+#[tokio::test]
+async fn ctrl_c_at_the_prompt_changes_nothing() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    let before = env.snapshot();
+    let mut child = terminal::spkctl(&env, &["install", "plasma"], &[], terminal::COLUMNS)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    read_until(&mut stdout, &mut seen, "Proceed? [Y/n]").await;
+
+    stdin.write_all(b"\x03").await.unwrap();
+    let status = read_to_exit(&mut child, &mut stdout, &mut seen).await;
+
+    assert_eq!(status.code(), Some(1), "{seen}");
+    let after = &seen[seen.find("Proceed? [Y/n]").unwrap()..];
+    assert!(after.contains("Nothing was changed."), "{seen}");
+    before.assert_untouched(&env.snapshot());
+    assert!(env.server.tarball_gets().is_empty(), "{seen}");
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn ctrl_c_then_no_asks_on_a_line_of_its_own_and_the_bars_come_back() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    // 80 KiB/s: about 3 s for plasma, time enough to ask.
+    env.server.set_fault_times(
+        PLASMA_TARBALL,
+        Fault::Throttle {
+            chunk: 8 * 1024,
+            every: Duration::from_millis(100),
+        },
+        1,
+    );
+    let mut child = terminal::spkctl(
+        &env,
+        &["--yes", "install", "plasma"],
+        &[],
+        terminal::COLUMNS,
+    )
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    read_until(&mut stdout, &mut seen, "downloading").await;
+
+    stdin.write_all(b"\x03").await.unwrap();
+    let question = "Cancel the running transaction? [y/N]";
+    read_until(&mut stdout, &mut seen, question).await;
+    // The download goes on while the question waits; nothing is drawn over it.
+    read_while_drawing(&mut stdout, &mut seen, Duration::from_millis(700)).await;
+    let asked = seen.rfind(question).unwrap();
+    let meanwhile = &seen[asked + question.len()..];
+    assert!(
+        !meanwhile.contains("plasma") && !meanwhile.contains('\x1b'),
+        "the bars were drawn over the question: {:?}",
+        seen.escape_debug()
+    );
+    stdin.write_all(b"n\n").await.unwrap();
+    let status = read_to_exit(&mut child, &mut stdout, &mut seen).await;
+
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert_eq!(seen.matches(question).count(), 1, "{seen}");
+    let lines = drawn_lines(&seen, usize::from(terminal::COLUMNS));
+    let asking: Vec<&String> = lines.iter().filter(|l| l.contains(question)).collect();
+    assert_eq!(asking.len(), 1, "{lines:#?}");
+    assert!(
+        asking[0].starts_with(question) && matches!(asking[0][question.len()..].trim(), "" | "n"),
+        "the question is not on a line of its own: {lines:#?}"
+    );
+    let after = strip_escapes(&seen[asked..]);
+    assert!(
+        after.contains("plasma") && after.contains("total"),
+        "the bars did not come back after the answer: {after:?}"
+    );
+    assert!(
+        after.contains("Installed 1 package (plasma 1) in "),
+        "{seen}"
+    );
+    env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn ctrl_c_twice_cancels_without_asking_again() {
+    let env = Env::new(&Repo::new().with(plasma("1"))).await;
+    let before = env.snapshot();
+    // 5 KiB/s: far from done when cancelled.
+    env.server.set_fault(
+        PLASMA_TARBALL,
+        Fault::Throttle {
+            chunk: 1024,
+            every: Duration::from_millis(200),
+        },
+    );
+    let mut child = terminal::spkctl(
+        &env,
+        &["--yes", "install", "plasma"],
+        &[],
+        terminal::COLUMNS,
+    )
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    read_until(&mut stdout, &mut seen, "downloading").await;
+
+    stdin.write_all(b"\x03").await.unwrap();
+    let question = "Cancel the running transaction? [y/N]";
+    read_until(&mut stdout, &mut seen, question).await;
+    stdin.write_all(b"\x03").await.unwrap();
+    let status = read_to_exit(&mut child, &mut stdout, &mut seen).await;
+
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert_eq!(seen.matches(question).count(), 1, "asked twice:\n{seen}");
+    assert!(seen.contains("Cancelling"), "{seen}");
+    let client = env.client().await;
+    let path = client.transactions().await.pop().expect("a transaction");
+    assert_eq!(
+        client
+            .property_json(path.as_str(), TRANSACTION, "State")
+            .await,
+        "cancelled",
+        "{seen}"
+    );
+    before.assert_untouched(&env.snapshot());
+    drop(stdin);
+}
