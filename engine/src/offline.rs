@@ -50,14 +50,27 @@ impl Engine {
         self.layout.state.join("offline")
     }
 
-    /// The installed state a prepared update is checked against.
+    /// The installed state a prepared update is checked against; from the summaries in
+    /// memory (`PreparedUpdate` is read after every transaction: no manifest is decoded).
     fn installed_state(&self) -> Result<BTreeMap<String, String>> {
         Ok(self
             .db
-            .installed()?
-            .into_values()
-            .map(|p| (p.name, format!("{} {}", p.version, p.sha256)))
+            .summaries()?
+            .values()
+            .map(|p| (p.name.clone(), format!("{} {}", p.version, p.sha256)))
             .collect())
+    }
+
+    /// A prepare that was killed before it recorded itself leaves unpacked packages with no
+    /// record: nothing can apply them, so they go (at start-up, with the staging area).
+    pub(crate) fn drop_unrecorded_prepare(&self) {
+        let dir = self.offline_dir();
+        if dir.is_dir() && !dir.join(PREPARED).exists() {
+            tracing::info!("dropping an update whose preparation was interrupted");
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(error = %e, "could not remove {}", dir.display());
+            }
+        }
     }
 
     /// Keep transaction `tx`'s staging as the prepared update (replacing any earlier one).

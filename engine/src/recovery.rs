@@ -11,6 +11,7 @@ impl Engine {
             self.db.write_dump()?;
         }
         self.clear_staging();
+        self.drop_unrecorded_prepare();
         Ok(())
     }
 
