@@ -82,7 +82,13 @@ pub enum Error {
         secs: u64,
     },
 
-    #[error("{package}: sha256 mismatch for {url}: expected {expected}, got {actual}")]
+    // The next step: a stale index is the common cause (refresh fixes it); a mirror serving
+    // another file is the rare one, and only its maintainer can fix it.
+    #[error(
+        "{package}: sha256 mismatch for {url}: expected {expected}, got {actual}; the download \
+         was discarded and nothing changed. Run `spkctl check` and try again; if it fails again, \
+         the server holds a file its index does not describe: tell the repository's maintainer"
+    )]
     HashMismatch {
         package: String,
         url: String,
@@ -90,7 +96,12 @@ pub enum Error {
         actual: String,
     },
 
-    #[error("{package}: size mismatch for {url}: expected {expected} bytes, got {actual}")]
+    #[error(
+        "{package}: size mismatch for {url}: expected {expected} bytes, got {actual}; the \
+         download was discarded and nothing changed. Run `spkctl check` and try again; if it \
+         fails again, the server holds a file its index does not describe: tell the \
+         repository's maintainer"
+    )]
     SizeMismatch {
         package: String,
         url: String,

@@ -359,6 +359,7 @@ impl<'a> Unpacker<'a> {
         let header = entry.header();
         let mode = self.mode(&shown, &rel, header.mode().map_err(UnpackError::Read)?)?;
         let entry_type = header.entry_type();
+        self.hooks_allowed(&shown, &rel, entry_type)?;
         let (mtime, mtime_ns) = match pax.mtime {
             Some(t) => t,
             None => (
@@ -626,6 +627,33 @@ impl<'a> Unpacker<'a> {
             }
         }
         Ok(mode)
+    }
+
+    /// Hooks run as root during transactions (spk-hooks(5)): like setuid bits, only a `system`
+    /// package may ship them, so that installing a userland application never runs its code as
+    /// root. The directories themselves are harmless; anything in them, or anything but a
+    /// directory in their place or above them, is refused.
+    fn hooks_allowed(&self, shown: &str, rel: &Path, kind: EntryType) -> Result<(), UnpackError> {
+        if self.package.kind == PackageKind::System {
+            return Ok(());
+        }
+        for dir in [crate::hooks::SHIPPED, crate::hooks::ADMIN] {
+            let dir = Path::new(dir);
+            let inside = rel.starts_with(dir) && rel != dir;
+            // A symlink at the directory or above it would move where spkd reads hooks from.
+            let replaces = dir.starts_with(rel) && kind != EntryType::Directory;
+            if inside || replaces {
+                return Err(refuse(
+                    shown,
+                    format!(
+                        "hooks run as root: only a system package may ship them, not this {} \
+                         package",
+                        self.package.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Create missing parent directories (archives need not list them) as 0755 and record them,

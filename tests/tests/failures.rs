@@ -41,6 +41,11 @@ async fn hash_mismatch_on_upgrade_keeps_the_old_version_intact() {
         run.error_line().contains(&expected),
         "want {expected:?} in:\n{run}"
     );
+    assert!(
+        run.error_line()
+            .contains("nothing changed. Run `spkctl check` and try again"),
+        "a next step in:\n{run}"
+    );
     before.assert_untouched(&env.snapshot());
     env.assert_absent("usr/share/mesa/new-in-v2");
     assert!(

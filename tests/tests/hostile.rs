@@ -508,6 +508,54 @@ async fn a_userland_package_is_refused_setuid_even_where_its_index_lists_it() {
 }
 
 #[tokio::test]
+async fn only_a_system_package_may_ship_hooks_that_run_as_root() {
+    let scene = Scene::new().await;
+    let hook = "[Trigger]\nType = Package\nOperation = Install\nTarget = *\n\n[Action]\n\
+                When = PostTransaction\nExec = /usr/bin/true\n";
+    let mut repo = Repo::new();
+    repo.add(Package::new("game", "1").file("usr/share/spk/hooks/game.hook", hook, 0o644));
+    scene
+        .install_fails(
+            &repo,
+            "game",
+            VERIFICATION,
+            &["game: refused archive entry 'usr/share/spk/hooks/game.hook': hooks run as root: only a system package may ship them, not this userland package"],
+        )
+        .await;
+    scene.env.assert_absent("usr/share/spk/hooks/game.hook");
+
+    // A symlink above the hooks directory would move where spkd reads them from.
+    let mut repo = Repo::new();
+    repo.add(Package::new("redirect", "1").symlink("usr/share/spk", "/tmp"));
+    scene
+        .install_fails(
+            &repo,
+            "redirect",
+            VERIFICATION,
+            &["redirect: refused archive entry 'usr/share/spk': hooks run as root"],
+        )
+        .await;
+    scene.env.assert_absent("usr/share/spk");
+
+    // The same hook in a system package installs.
+    let mut repo = Repo::new();
+    repo.add(Package::new("base-hooks", "1").system().file(
+        "usr/share/spk/hooks/base.hook",
+        hook,
+        0o644,
+    ));
+    scene.env.publish(&repo);
+    scene
+        .env
+        .spkctl(&["install", "base-hooks"])
+        .await
+        .assert_success();
+    scene
+        .env
+        .assert_file("usr/share/spk/hooks/base.hook", hook.as_bytes(), 0o644);
+}
+
+#[tokio::test]
 async fn an_archive_of_more_than_500000_entries_fails_the_package() {
     // On a tmpfs: staging half a million files on a journaled disk takes minutes.
     let scene = Scene::on_tmpfs("1g").await;
