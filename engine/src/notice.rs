@@ -100,6 +100,18 @@ impl Notice {
         }
     }
 
+    pub fn held_back(package: &str, from: &str, to: &str) -> Notice {
+        Notice {
+            package: package.to_owned(),
+            kind: NoticeKind::Held,
+            path: String::new(),
+            message: format!(
+                "held back ({from} -> {to}); `spkctl unhold {package}` releases it, \
+                 `spkctl upgrade {package}` upgrades it once"
+            ),
+        }
+    }
+
     pub fn left_behind(package: &str, path: &str, why: &str) -> Notice {
         Notice {
             package: package.to_owned(),

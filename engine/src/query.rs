@@ -96,8 +96,7 @@ impl Engine {
         self.db.history(limit)
     }
 
-    /// Installed packages whose repository offers a different build.
-    /// Installed packages with an update available, held ones left out.
+    /// Installed packages whose repository offers a different build, held ones left out.
     pub fn updates(&self) -> Result<Vec<String>> {
         let installed = self.db.summaries()?;
         let held = self.held()?;

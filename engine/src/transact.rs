@@ -188,6 +188,9 @@ impl Engine {
     ) -> Result<Outcome> {
         self.tolerate(req, failures, work)?;
         let plan = self.plan(req)?;
+        if req.action == Action::Upgrade && req.names.is_empty() {
+            work.notice_all(self.held_back()?);
+        }
         let held = self.held()?;
         for p in plan.iter().filter(|p| p.old.is_some()) {
             if held.contains(&p.available.entry.name) {

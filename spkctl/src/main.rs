@@ -201,6 +201,8 @@ async fn dispatch(
     } else {
         if ended.succeeded() && change.options.offline {
             println!("{}", offline::prepared_summary(manager).await?);
+        } else if ended.succeeded() && ended.done.is_empty() && held_only(&ended) {
+            println!("Nothing to do: every update is held back.");
         } else if ended.succeeded() {
             println!("{}", transaction::summary(kind, &ended));
         }
@@ -220,6 +222,11 @@ async fn dispatch(
     } else {
         Err(Failure::failed(ended.error_message))
     }
+}
+
+/// Whether what an upgrade left out were held packages' updates.
+fn held_only(ended: &transaction::Ended) -> bool {
+    ended.notices.iter().any(|n| n.kind == NoticeKind::Held)
 }
 
 /// The change the command line asks for.
@@ -271,6 +278,10 @@ async fn review(
         println!("{}", plan::json(&changes));
     } else {
         print!("{}", plan::text(&changes));
+    }
+    if changes.is_empty() && !g.json && change.kind == Kind::Upgrade && change.names.is_empty() {
+        // No transaction follows, so its notices about held updates would never be seen.
+        held_back(manager).await?;
     }
     if change.dry_run || changes.is_empty() {
         return Ok(Review::Stop(0));
@@ -362,11 +373,33 @@ async fn check(
         upgradable.iter().for_each(show);
         println!("Run `spkctl upgrade` to install them.");
     }
-    if !held.is_empty() {
-        println!("Held back ({}; `spkctl unhold` releases them):", held.len());
-        held.iter().for_each(show);
-    }
+    show_held(&held);
     Ok(code)
+}
+
+/// Updates that `upgrade` leaves out because their packages are held.
+async fn held_back(manager: &ManagerProxy<'_>) -> Result<(), Failure> {
+    let held: Vec<PackageRow> = manager
+        .list_packages()
+        .await?
+        .into_iter()
+        .filter(|p| p.held && p.state == PackageState::Upgradable)
+        .collect();
+    show_held(&held);
+    Ok(())
+}
+
+fn show_held(held: &[PackageRow]) {
+    if held.is_empty() {
+        return;
+    }
+    println!("Held back ({}; `spkctl unhold` releases them):", held.len());
+    for p in held {
+        println!(
+            "  {} {} -> {}",
+            p.name, p.installed_version, p.available_version
+        );
+    }
 }
 
 /// Which packages `list` shows.

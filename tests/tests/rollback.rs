@@ -210,9 +210,26 @@ async fn held_packages_stay_until_named_and_are_not_counted() {
         "held plasma is not counted"
     );
 
-    env.spkctl(&["upgrade"]).await.assert_success();
+    let run = env.spkctl(&["upgrade"]).await;
+    run.assert_success();
+    assert!(
+        run.stdout.contains(
+            "note: plasma: held back (1 -> 2); `spkctl unhold plasma` releases it, \
+             `spkctl upgrade plasma` upgrades it once"
+        ),
+        "{run}"
+    );
     env.assert_file("usr/lib/libQt6Core.so.6", b"qt 2\n", 0o755);
     env.assert_file("usr/bin/plasmashell", b"plasma 1\n", 0o755);
+    // Only the held update is left: "nothing to do" names why.
+    let run = env.spkctl(&["upgrade"]).await;
+    run.assert_success();
+    assert!(
+        run.stdout.contains(
+            "Nothing to do: every update is held back.\nnote: plasma: held back (1 -> 2)"
+        ),
+        "{run}"
+    );
     let check = env.spkctl(&["check"]).await;
     check.assert_code(0);
     assert!(
