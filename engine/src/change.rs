@@ -19,6 +19,17 @@ pub struct Change {
 }
 
 impl Change {
+    /// The removal of the installed `version` of `name`: nothing to download.
+    pub fn removal(name: &str, version: &str, installed_size: u64) -> Change {
+        Change {
+            name: name.to_owned(),
+            from: version.to_owned(),
+            to: String::new(),
+            download: 0,
+            installed_size,
+        }
+    }
+
     /// install | upgrade | reinstall | remove
     pub fn action(&self) -> &'static str {
         match (self.from.is_empty(), self.to.is_empty()) {

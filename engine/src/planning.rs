@@ -82,13 +82,7 @@ impl Engine {
             Action::Remove => Ok(self
                 .removals(req)?
                 .iter()
-                .map(|p| Change {
-                    name: p.name.clone(),
-                    from: p.version.clone(),
-                    to: String::new(),
-                    download: 0,
-                    installed_size: p.installed_size,
-                })
+                .map(|p| Change::removal(&p.name, &p.version, p.installed_size))
                 .collect()),
             Action::Install | Action::Upgrade => {
                 Ok(self.plan(req)?.iter().map(|p| self.change_of(p)).collect())
@@ -96,13 +90,11 @@ impl Engine {
             Action::Rollback => {
                 let (installs, removes) = self.rollback_plan(req)?;
                 let mut changes: Vec<Change> = installs.iter().map(|p| self.change_of(p)).collect();
-                changes.extend(removes.iter().map(|p| Change {
-                    name: p.name.clone(),
-                    from: p.version.clone(),
-                    to: String::new(),
-                    download: 0,
-                    installed_size: p.installed_size,
-                }));
+                changes.extend(
+                    removes
+                        .iter()
+                        .map(|p| Change::removal(&p.name, &p.version, p.installed_size)),
+                );
                 Ok(changes)
             }
             Action::ApplyPrepared => Ok(self.prepared()?.map(|p| p.changes).unwrap_or_default()),

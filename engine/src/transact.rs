@@ -264,13 +264,7 @@ impl Engine {
         if !removes.is_empty() {
             let changes: Vec<Change> = removes
                 .iter()
-                .map(|p| Change {
-                    name: p.name.clone(),
-                    from: p.version.clone(),
-                    to: String::new(),
-                    download: 0,
-                    installed_size: p.installed_size,
-                })
+                .map(|p| Change::removal(&p.name, &p.version, p.installed_size))
                 .collect();
             if req.options.dry_run {
                 outcome.changed.extend(changes);
