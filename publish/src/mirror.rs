@@ -183,20 +183,35 @@ pub async fn run(args: &Args) -> Result<(), String> {
         },
         _ => Signing::Unsigned,
     };
-    // The index the mirror serves: the origin's bytes, else one written from the digests.
-    let index_bytes = match &index {
-        Some(origin) => origin.bytes.clone(),
-        None => written_index(dir, &snapshot, &staged).await?,
+    // The index the mirror serves, and its signature; until they are ready nothing has moved,
+    // so a failure here too leaves the mirror as it was.
+    let prepared = async {
+        let index_bytes = match &index {
+            Some(origin) => origin.bytes.clone(),
+            None => written_index(dir, &snapshot, &staged).await?,
+        };
+        let parsed =
+            Index::parse(&index_bytes).map_err(|e| format!("the index is invalid: {e}"))?;
+        check_not_older(dir, &parsed)?;
+        let signature = match &signing {
+            Signing::Origin { .. } => index.as_ref().and_then(|i| i.signature.clone()),
+            Signing::Operator(key) => {
+                let timestamp = parsed.timestamp.or(snapshot.published).unwrap_or_else(now);
+                Some(sign(key, &index_bytes, &parsed.release, timestamp)?.into_bytes())
+            }
+            Signing::Unsigned => None,
+        };
+        Ok::<_, String>((index_bytes, parsed, signature))
     };
-    let parsed = Index::parse(&index_bytes).map_err(|e| format!("the index is invalid: {e}"))?;
-    check_not_older(dir, &parsed)?;
-    let signature = match &signing {
-        Signing::Origin { .. } => index.as_ref().and_then(|i| i.signature.clone()),
-        Signing::Operator(key) => {
-            let timestamp = parsed.timestamp.or(snapshot.published).unwrap_or_else(now);
-            Some(sign(key, &index_bytes, &parsed.release, timestamp)?.into_bytes())
+    let (index_bytes, parsed, signature) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(reason) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(format!(
+                "{reason}; nothing in {} was changed",
+                dir.display()
+            ));
         }
-        Signing::Unsigned => None,
     };
 
     // Everything is verified: move the tarballs into place, then the signature, index last.
@@ -220,12 +235,10 @@ pub async fn run(args: &Args) -> Result<(), String> {
     let signature_path = dir.join("index.json.minisig");
     let unchanged = std::fs::read(&index_path).is_ok_and(|b| b == index_bytes)
         && std::fs::read(&signature_path).ok() == signature;
-    if let Some(signature) = &signature {
-        if !unchanged {
+    if !unchanged {
+        if let Some(signature) = &signature {
             write_atomically(&signature_path, signature)?;
         }
-    }
-    if !unchanged {
         write_atomically(&index_path, &index_bytes)?;
     }
     if signature.is_none() {
@@ -459,11 +472,10 @@ fn check_not_older(dir: &Path, new: &Index) -> Result<(), String> {
         (Some(old_time), Some(new_time)) if new_time < old_time => Err(format!(
             "the origin's release {} (timestamp {new_time}) is older than the mirror's release \
              {} (timestamp {old_time}); refusing to roll the mirror back (remove {} to do it \
-             anyway); nothing in {} was changed",
+             anyway)",
             new.release,
             old.release,
-            path.display(),
-            dir.display()
+            path.display()
         )),
         _ => Ok(()),
     }

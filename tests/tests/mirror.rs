@@ -320,6 +320,33 @@ async fn a_mirror_signed_by_its_operator_is_installed_from_by_machines_trusting_
         "signed index (key fleet-mirror.pub)"
     );
 
+    // An older release at the origin (a replay, or a wrong tag) does not roll the mirror back.
+    let before = contents(&dir);
+    release("6.6.4-1").release("2026.11.24").publish_signed(
+        &env.server,
+        &origin_key,
+        NOV_25 - 86_400,
+    );
+    let (ok, text) = mirror(&[
+        "--from",
+        &env.server.url("/repo/"),
+        "--to",
+        to,
+        "--keys",
+        keys.to_str().expect("UTF-8 path"),
+        "--sign-key",
+        secret.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        !ok,
+        "an older release must not replace the mirror's:\n{text}"
+    );
+    assert!(
+        text.contains("refusing to roll the mirror back") && text.contains("nothing in"),
+        "{text}"
+    );
+    assert_eq!(contents(&dir), before);
+
     // With --keys, an origin signed by a key not among them is refused.
     let wrong_keys = work.path().join("wrong");
     std::fs::create_dir(&wrong_keys).expect("keys directory");
@@ -337,4 +364,33 @@ async fn a_mirror_signed_by_its_operator_is_installed_from_by_machines_trusting_
         "an origin signed by an untrusted key is refused:\n{text}"
     );
     assert!(text.contains("not trusted"), "{text}");
+}
+
+#[tokio::test]
+async fn machines_fall_back_to_the_origins_release_downloads_when_the_mirror_is_down() {
+    // The spk.toml of README's "Running a mirror": the mirror first, then the GitHub
+    // release's download URLs (here /download/TAG/, the loopback shape of them) as a mirror.
+    let key = SigningKey::generate("smechos");
+    let repo = release("6.6.5-1");
+    let gh = GithubRelease::of(&repo).with_signed_index(&repo, &key, NOV_25);
+    let server = HttpServer::start();
+    gh.publish(&server);
+    let origin = server.url(&gh.asset_path(""));
+    let config = format!(
+        "[[repo]]\nname = \"smechdeploy\"\nkind = \"index\"\nurl = \"{}\"\nmirrors = [\"{origin}\"]\n",
+        server.url(MIRROR_PATH)
+    );
+    let env = Env::with_config(server, &config).await;
+    env.trust_key(&key);
+
+    // Nothing is served under /mirror/: it is down.
+    env.spkctl(&["install", "plasma"]).await.assert_success();
+
+    env.assert_file("usr/bin/plasmashell", b"plasma 6.6.5-1\n", 0o755);
+    assert_eq!(env.server.gets("/mirror/index.json"), 1);
+    assert_eq!(
+        env.server.tarball_gets(),
+        [gh.asset_path("plasma.tar.xz")],
+        "the tarball came from the origin"
+    );
 }
