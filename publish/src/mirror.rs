@@ -44,6 +44,7 @@ const LOCK: &str = ".spk-mirror.lock";
 #[derive(Debug, Parser)]
 #[command(
     name = "spk-publish mirror",
+    bin_name = "spk-publish mirror",
     about = "Copy a SmechOS release into a static directory served as an `index` source",
     disable_version_flag = true
 )]
