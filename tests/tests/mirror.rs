@@ -272,6 +272,19 @@ async fn an_index_source_is_mirrored_and_unlisted_tarballs_are_pruned() {
     assert!(text.contains("0 fetched, 1 kept, 1 removed"), "{text}");
     assert!(!dir.path().join("firmware.tar.xz").exists());
 
+    // A run that overlaps another (a slow one and the next cron job) stops at once.
+    let lock = std::fs::File::open(dir.path().join(".spk-mirror.lock")).expect("lock file");
+    lock.lock().expect("hold the mirror's lock");
+    let before = contents(dir.path());
+    let (ok, text) = mirror(&["--from", &server.url("/repo/"), "--to", to]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("another spk-publish mirror is writing"),
+        "{text}"
+    );
+    assert_eq!(contents(dir.path()), before);
+    drop(lock);
+
     // A machine installs the new plasma from the mirror.
     serve(&server, dir.path());
     let config = mirror_config(&server);
