@@ -97,7 +97,12 @@ pub async fn run(args: &Args) -> Result<(), String> {
             }
             keys
         }
-        None => Keyring::default(),
+        None => {
+            // Named in the engine's advice to trust the publisher's key.
+            let mut none = Keyring::default();
+            none.dir = PathBuf::from("--keys DIR");
+            none
+        }
     };
     let http = fetch::client(Duration::from_secs(15), Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
@@ -107,14 +112,20 @@ pub async fn run(args: &Args) -> Result<(), String> {
     };
     let fetched = source::fetch_origin(&http, &args.from, &source, trust, args.allow_insecure)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            // The engine advises spk.toml's setting; here it is an option.
+            let setting = format!("set allow_insecure = true for repository '{}'", args.from);
+            e.to_string().replace(&setting, "give --allow-insecure")
+        })?;
     let Fetched {
         snapshot, index, ..
     } = fetched;
-    let verified_by = snapshot
-        .packages
-        .first()
-        .map_or("no packages", |p| p.verified_by.as_str());
+    let signed_unchecked = keys.is_empty() && index.as_ref().is_some_and(|i| i.signature.is_some());
+    let verified_by = match snapshot.packages.first() {
+        _ if signed_unchecked => "a signed index; its signature is not checked without --keys",
+        Some(package) => package.verified_by.as_str(),
+        None => "no packages",
+    };
     println!(
         "origin {}: release {}, {} packages ({verified_by})",
         args.from,
