@@ -53,6 +53,19 @@ pub struct Fetched {
     pub snapshot: RepoSnapshot,
     /// False when the server answered 304 and `snapshot` is the previous one, unchanged.
     pub changed: bool,
+    /// The exact `index.json` the packages came from, when there was one (an `index` source,
+    /// or a GitHub release carrying one); `None` for a 304 and for digests-only releases.
+    pub index: Option<OriginIndex>,
+}
+
+/// An `index.json` as its origin served it, byte for byte (what a mirror passes on).
+#[derive(Debug, Clone)]
+pub struct OriginIndex {
+    pub url: String,
+    pub bytes: Vec<u8>,
+    /// The text of `index.json.minisig`: verified when there were trusted keys; without keys
+    /// fetched only by [`fetch_origin`], unchecked, and `None` when the origin has none.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// Refresh repository `repo`; `previous` is its last accepted snapshot (for the conditional
@@ -70,6 +83,7 @@ pub async fn fetch(
     let ctx = Ctx {
         http,
         repo,
+        keep_signature: false,
         // A stored snapshot is reused only under the same trust settings and the same source
         // (a new mirror must appear in the download URLs).
         state: format!(
@@ -81,20 +95,51 @@ pub async fn fetch(
         previous,
         in_flight,
     };
-    match source {
-        SourceConfig::Index { urls } => ctx.fetch_index(urls).await,
-        SourceConfig::Github {
-            api,
-            owner,
-            repo: gh_repo,
-            tag,
-        } => {
-            let base = api.trim_end_matches('/');
-            let url = match tag {
-                Some(tag) => format!("{base}/repos/{owner}/{gh_repo}/releases/tags/{tag}"),
-                None => format!("{base}/repos/{owner}/{gh_repo}/releases/latest"),
-            };
-            ctx.fetch_github(&url).await
+    ctx.fetch(source).await
+}
+
+/// What a mirror copies from its origin: the release [`fetch`] would offer (checked the same
+/// way, unconditionally), with the origin's index and its signature as served. Without
+/// trusted keys the signature is fetched too (unchecked), so that the mirror can pass it on
+/// to machines that check it themselves.
+pub async fn fetch_origin(
+    http: &reqwest::Client,
+    name: &str,
+    source: &SourceConfig,
+    trust: Trust<'_>,
+    allow_insecure: bool,
+) -> Result<Fetched> {
+    let in_flight = Mutex::new(String::new());
+    let ctx = Ctx {
+        http,
+        repo: name,
+        keep_signature: true,
+        state: String::new(),
+        trust,
+        allow_insecure,
+        previous: None,
+        in_flight: &in_flight,
+    };
+    ctx.fetch(source).await
+}
+
+impl Ctx<'_> {
+    async fn fetch(&self, source: &SourceConfig) -> Result<Fetched> {
+        match source {
+            SourceConfig::Index { urls } => self.fetch_index(urls).await,
+            SourceConfig::Github {
+                api,
+                owner,
+                repo: gh_repo,
+                tag,
+            } => {
+                let base = api.trim_end_matches('/');
+                let url = match tag {
+                    Some(tag) => format!("{base}/repos/{owner}/{gh_repo}/releases/tags/{tag}"),
+                    None => format!("{base}/repos/{owner}/{gh_repo}/releases/latest"),
+                };
+                self.fetch_github(&url).await
+            }
         }
     }
 }
@@ -220,6 +265,8 @@ async fn get_document(
 /// An index that passed the trust checks.
 struct CheckedIndex {
     index: Index,
+    /// The exact bytes and signature it was read from.
+    origin: OriginIndex,
     verified_by: String,
     /// Whether a trusted key signed it.
     signed: bool,
@@ -268,6 +315,8 @@ impl Asset {
 struct Ctx<'a> {
     http: &'a reqwest::Client,
     repo: &'a str,
+    /// Fetch `index.json.minisig` even without trusted keys (for [`fetch_origin`]).
+    keep_signature: bool,
     /// What a snapshot was accepted under; see [`Validators::trust`].
     state: String,
     trust: Trust<'a>,
@@ -315,6 +364,7 @@ impl Ctx<'_> {
         Fetched {
             snapshot: self.previous.cloned().unwrap_or_default(),
             changed: false,
+            index: None,
         }
     }
 
@@ -359,8 +409,19 @@ impl Ctx<'_> {
                 )));
             }
             let index = Index::parse(bytes).map_err(bad)?;
+            let signature = match signature_url {
+                Some(signature_url) if self.keep_signature => {
+                    self.optional_signature(signature_url).await?
+                }
+                _ => None,
+            };
             return Ok(CheckedIndex {
                 index,
+                origin: OriginIndex {
+                    url: url.to_owned(),
+                    bytes: bytes.to_vec(),
+                    signature,
+                },
                 verified_by: UNSIGNED_INDEX.to_owned(),
                 signed: false,
                 signed_time: None,
@@ -407,10 +468,28 @@ impl Ctx<'_> {
         signature::check_not_rolled_back(seen, signed_time).map_err(&bad)?;
         Ok(CheckedIndex {
             index,
+            origin: OriginIndex {
+                url: url.to_owned(),
+                bytes: bytes.to_vec(),
+                signature: Some(signature),
+            },
             verified_by,
             signed: true,
             signed_time,
         })
+    }
+
+    /// `index.json.minisig` at `url` if the origin has one (404 says it has not).
+    async fn optional_signature(&self, url: &str) -> Result<Option<Vec<u8>>> {
+        match self.get(url, None, false, MAX_SIGNATURE_BYTES).await {
+            Ok(Document::Fresh { bytes, .. }) => Ok(Some(bytes)),
+            Ok(Document::NotModified) => unreachable!("an unconditional GET is never answered 304"),
+            Err(f) if f.is_not_found() => Ok(None),
+            Err(f) => Err(Error::Index {
+                url: url.to_owned(),
+                reason: f.reason,
+            }),
+        }
     }
 
     /// The rollback guard after accepting `checked`: it only rises (and an undated index
@@ -465,6 +544,7 @@ impl Ctx<'_> {
             order.extend(&bases[..i]);
             let signed_timestamp = self.signed_timestamp(Some(&checked));
             let (published, signed) = (checked.published(), checked.signed_time.is_some());
+            let origin = checked.origin;
             let packages = checked
                 .index
                 .packages
@@ -487,6 +567,7 @@ impl Ctx<'_> {
                     validators: Some(self.validators(&url, etag, last_modified)),
                 },
                 changed: true,
+                index: Some(origin),
             });
         }
         Err(most_telling(failures)
@@ -665,9 +746,9 @@ impl Ctx<'_> {
                     .as_deref()
                     .and_then(signature::parse_utc)
             });
-        let release_name = match checked {
-            Some((_, c)) => c.index.release,
-            None => release.tag_name,
+        let (release_name, origin) = match checked {
+            Some((_, c)) => (c.index.release, Some(c.origin)),
+            None => (release.tag_name, None),
         };
         Ok(Fetched {
             snapshot: RepoSnapshot {
@@ -680,6 +761,7 @@ impl Ctx<'_> {
                 validators: Some(self.validators(url, etag, last_modified)),
             },
             changed: true,
+            index: origin,
         })
     }
 }
