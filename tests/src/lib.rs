@@ -28,6 +28,7 @@ pub mod polkit;
 pub mod real_root;
 pub mod repo;
 pub mod snapshot;
+pub mod squid;
 pub mod system_bus;
 pub mod terminal;
 pub mod tls;
