@@ -30,7 +30,12 @@ pub enum ProxySetting {
 impl ProxySetting {
     /// The setting for `repo`: its own `proxy`, else the global one, else the environment.
     pub fn of(config: &Config, repo: &RepoConfig) -> ProxySetting {
-        match repo.proxy.as_deref().or(config.proxy.as_deref()) {
+        ProxySetting::from_value(repo.proxy.as_deref().or(config.proxy.as_deref()))
+    }
+
+    /// What a `proxy` value of spk.toml (or its absence) means.
+    fn from_value(value: Option<&str>) -> ProxySetting {
+        match value {
             None => ProxySetting::Environment,
             Some(DIRECT) => ProxySetting::Direct,
             Some(url) => ProxySetting::Url(url.to_owned()),
@@ -146,11 +151,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(config: &Config) -> Result<Clients> {
         let (connect, stall) = (config.connect_timeout(), config.stall_timeout());
-        let global = match config.proxy.as_deref() {
-            None => ProxySetting::Environment,
-            Some(DIRECT) => ProxySetting::Direct,
-            Some(url) => ProxySetting::Url(url.to_owned()),
-        };
+        let global = ProxySetting::from_value(config.proxy.as_deref());
         let mut built: HashMap<ProxySetting, reqwest::Client> = HashMap::new();
         let default = crate::fetch::client(connect, stall, &global)?;
         built.insert(global, default.clone());

@@ -114,7 +114,10 @@ async fn openrc_starts_spkd_restarts_it_after_a_kill_refreshes_at_boot_and_stops
     // repository direct, so the refresh below still works).
     let environ = std::fs::read(format!("/proc/{first}/environ")).expect("spkd's environment");
     let environ = String::from_utf8_lossy(&environ);
-    for var in ["http_proxy=http://fleet:s3cret@127.0.0.1:9", "no_proxy=127.0.0.1"] {
+    for var in [
+        "http_proxy=http://fleet:s3cret@127.0.0.1:9",
+        "no_proxy=127.0.0.1",
+    ] {
         assert!(
             environ.split('\0').any(|v| v == var),
             "{var} from /etc/conf.d/spkd is not in spkd's environment: {environ:?}"
