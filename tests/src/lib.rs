@@ -14,6 +14,7 @@
 //! (`-p spk-tests` alone would test whatever binaries were built last).
 //!
 //! The tests of polkit's own answers ([`polkit`]) need Debian's `polkitd` too.
+//! The fleet tests (`tests/fleet.rs`, [`squid`]) need Debian's `squid`.
 
 pub mod bus;
 pub mod client;
