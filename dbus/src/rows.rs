@@ -84,6 +84,9 @@ pub struct RepositoryRow {
     pub timestamp: u64,
     /// Whether `timestamp` is signed by a trusted key.
     pub signed: bool,
+    /// The HTTP proxy its requests go through, with any password shown as `***`, and where it
+    /// is set (`(spk.toml)`, `(environment: http_proxy)`); `none` when they go directly.
+    pub proxy: String,
 }
 
 /// The Manager's `PreparedUpdate`: the update an `offline` Install/Upgrade prepared for the

@@ -63,6 +63,11 @@ pub struct Config {
     /// Default false.
     #[serde(default)]
     pub offline_reboot: bool,
+    /// The HTTP proxy of every repository (`http://HOST:PORT`, credentials allowed), or
+    /// `"none"`; a repository's own `proxy` wins. Default: spkd's environment (`http_proxy`,
+    /// `https_proxy`, `no_proxy`…). See [`crate::proxy`].
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 /// One `[[repo]]` table as written; [`RepoConfig::source`] gives its checked, typed form.
@@ -93,6 +98,9 @@ pub struct RepoConfig {
     /// change them (loopback addresses are exempt; nothing crosses a network there).
     #[serde(default)]
     pub allow_insecure: bool,
+    /// This repository's HTTP proxy, or `"none"`; wins over the global `proxy`.
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -192,6 +200,7 @@ impl Default for Config {
             max_index_age: None,
             auto_prepare: false,
             offline_reboot: false,
+            proxy: None,
         }
     }
 }
@@ -229,6 +238,13 @@ impl Config {
                 )));
             }
             repo.source().map_err(bad)?;
+            if let Some(proxy) = &repo.proxy {
+                crate::proxy::check(proxy)
+                    .map_err(|e| bad(format!("repo '{}': {e}", repo.name)))?;
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            crate::proxy::check(proxy).map_err(bad)?;
         }
         if self.parallel_downloads == Some(0) {
             return Err(bad("parallel_downloads must be at least 1".into()));

@@ -24,7 +24,8 @@ pub struct Engine {
     pub(crate) staging: String,
     pub(crate) config: Config,
     pub(crate) db: Database,
-    pub(crate) http: reqwest::Client,
+    /// One HTTP client per proxy setting; [`crate::proxy::Clients::for_repo`] picks.
+    pub(crate) http: crate::proxy::Clients,
     pub(crate) catalog: RwLock<Catalog>,
     pub(crate) modify: tokio::sync::Mutex<()>,
     /// Held by [`Engine::refresh`]: one refresh at a time.
@@ -52,7 +53,7 @@ impl Engine {
     pub fn open(root: &Path, config: Config) -> Result<Engine> {
         let layout = Layout::new(root);
         let db = Database::open(&layout.state)?;
-        let http = crate::fetch::client(config.connect_timeout(), config.stall_timeout())?;
+        let http = crate::proxy::Clients::new(&config)?;
         let mut catalog = Catalog {
             order: config.repos.iter().map(|r| r.name.clone()).collect(),
             ..Catalog::default()

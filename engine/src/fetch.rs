@@ -50,8 +50,16 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
-pub fn client(connect_timeout: Duration, stall_timeout: Duration) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The HTTP client of repositories with this proxy setting. What it sends is the same on every
+/// machine (a fixed `User-Agent`, no `Cache-Control`, `Pragma` or machine id), so that a shared
+/// caching proxy can answer a fleet from one copy.
+pub fn client(
+    connect_timeout: Duration,
+    stall_timeout: Duration,
+    proxy: &crate::proxy::ProxySetting,
+) -> Result<reqwest::Client> {
+    let builder = reqwest::Client::builder();
+    crate::proxy::configure(builder, proxy)?
         .user_agent(concat!("spk/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
         // Per read: a stalled connection is abandoned, a slow but moving one is not.

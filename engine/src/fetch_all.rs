@@ -71,7 +71,7 @@ impl Engine {
     ) -> Result<Vec<Staged>> {
         let stream_cancel = work.cancel.child_token();
         let ctx = FetchContext {
-            http: self.http.clone(),
+            http: self.http.for_repo("").clone(),
             retry: self.config.retry_policy(),
             cache_dir: self.layout.cache.clone(),
             reporter: work.reporter.clone(),
@@ -96,8 +96,11 @@ impl Engine {
                     fetch_unpack::Mode::Unpack
                 };
                 let area = self.area(work.tx, &planned.available.entry.name);
+                let mut ctx = ctx.clone();
+                // Through the proxy of the repository that offers it.
+                ctx.http = self.http.for_repo(&planned.available.repo).clone();
                 let job = PackageJob {
-                    ctx: ctx.clone(),
+                    ctx,
                     dir: self.layout.root.join(area).join("tree"),
                     mode,
                 };

@@ -33,6 +33,7 @@ pub mod offline;
 pub mod ownership;
 mod planning;
 pub mod progress;
+pub mod proxy;
 mod query;
 mod recovery;
 mod refresh;

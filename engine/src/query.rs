@@ -52,20 +52,26 @@ impl Engine {
             .repos
             .iter()
             .map(|r| {
+                // The URL whose proxy is shown: the index's first base, or the GitHub API.
+                let mut target = String::new();
                 let (kind, location) = match r.source() {
-                    Ok(crate::config::SourceConfig::Index { urls }) => ("index", urls.join(" ")),
+                    Ok(crate::config::SourceConfig::Index { urls }) => {
+                        target = urls.first().cloned().unwrap_or_default();
+                        ("index", urls.join(" "))
+                    }
                     Ok(crate::config::SourceConfig::Github {
                         api,
                         owner,
                         repo,
                         tag,
-                    }) => (
-                        "github",
-                        format!(
+                    }) => {
+                        let location = format!(
                             "{api}/repos/{owner}/{repo} ({})",
                             tag.as_deref().unwrap_or("latest release")
-                        ),
-                    ),
+                        );
+                        target = api;
+                        ("github", location)
+                    }
                     Err(e) => ("invalid", e),
                 };
                 let snapshot = catalog.repos.get(&r.name);
@@ -76,6 +82,7 @@ impl Engine {
                     release: snapshot.map(|s| s.release.clone()).unwrap_or_default(),
                     published: snapshot.and_then(|s| s.published).unwrap_or(0),
                     signed: snapshot.is_some_and(|s| s.signed),
+                    proxy: crate::proxy::ProxySetting::of(&self.config, r).describe(&target),
                 }
             })
             .collect()

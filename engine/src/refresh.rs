@@ -53,7 +53,7 @@ impl Engine {
                 let source = repo.source().map_err(Error::InvalidArgs)?;
                 let in_flight = std::sync::Mutex::new(String::new());
                 let fetch = source::fetch(
-                    &self.http,
+                    self.http.for_repo(&repo.name),
                     &repo.name,
                     &source,
                     trust,

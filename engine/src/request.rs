@@ -88,6 +88,8 @@ pub struct RepoInfo {
     pub published: u64,
     /// Whether `published` is signed by a trusted key.
     pub signed: bool,
+    /// The proxy its requests go through (password hidden) and where that is set, or `none`.
+    pub proxy: String,
 }
 
 /// A repository whose refresh failed, in a refresh that goes on with the others.

@@ -93,12 +93,12 @@ fn age(secs: u64) -> String {
     }
 }
 
-/// A `GetRepositories` row as JSON: name, kind, location, release, timestamp, signed.
+/// A `GetRepositories` row as JSON: name, kind, location, release, timestamp, signed, proxy.
 pub fn repo_json(r: &RepositoryRow) -> serde_json::Value {
     serde_json::json!({
         "name": r.name, "kind": r.kind,
         "location": r.location, "release": r.release,
-        "timestamp": r.timestamp, "signed": r.signed,
+        "timestamp": r.timestamp, "signed": r.signed, "proxy": r.proxy,
     })
 }
 
@@ -153,6 +153,7 @@ pub async fn about(manager: &ManagerProxy<'_>, json: bool) -> Result<u8, Failure
             r.location,
             index_text(r)
         );
+        println!("              proxy: {}", r.proxy);
     }
     if keys.is_empty() {
         println!("  Signatures: off (no keys in {})", keys_dir.display());

@@ -574,7 +574,11 @@ fn respond(out: &mut TcpStream, head: &Head, shared: &Shared) -> io::Result<bool
     for (name, value) in &plan.headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
-    text.push_str(&format!("Content-Length: {}\r\n", plan.body.len()));
+    // A 304 has no body, and RFC 9110 forbids a Content-Length other than the full file's in
+    // it: a cache (squid) would take a 0 for the length of the copy it keeps serving.
+    if plan.status != 304 {
+        text.push_str(&format!("Content-Length: {}\r\n", plan.body.len()));
+    }
     if head.close {
         text.push_str("Connection: close\r\n");
     }

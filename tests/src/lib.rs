@@ -14,6 +14,7 @@
 //! (`-p spk-tests` alone would test whatever binaries were built last).
 //!
 //! The tests of polkit's own answers ([`polkit`]) need Debian's `polkitd` too.
+//! The fleet tests (`tests/fleet.rs`, [`squid`]) need Debian's `squid`.
 
 pub mod bus;
 pub mod client;
@@ -28,6 +29,7 @@ pub mod polkit;
 pub mod real_root;
 pub mod repo;
 pub mod snapshot;
+pub mod squid;
 pub mod system_bus;
 pub mod terminal;
 pub mod tls;

@@ -483,7 +483,7 @@ async fn json_outputs_have_their_documented_shape() {
         check.json(),
         json!({"updates": 0, "packages": [], "held": [], "repositories": [{
             "name": "test", "kind": "index", "location": env.server.url("/repo/"),
-            "release": "2026.11.25", "timestamp": 0, "signed": false,
+            "release": "2026.11.25", "timestamp": 0, "signed": false, "proxy": "none",
         }]}),
         "{check}"
     );
@@ -587,7 +587,7 @@ async fn json_outputs_have_their_documented_shape() {
     assert_eq!(
         about["repositories"],
         json!([{"name": "test", "kind": "index", "location": env.server.url("/repo/"),
-            "release": "2026.11.25", "timestamp": 0, "signed": false}]),
+            "release": "2026.11.25", "timestamp": 0, "signed": false, "proxy": "none"}]),
         "{about}"
     );
     assert_eq!(

@@ -63,7 +63,8 @@ async fn openrc_starts_spkd_restarts_it_after_a_kill_refreshes_at_boot_and_stops
     rc.append_conf(
         "spkd",
         &format!(
-            "SPKD_BUS=\"--bus {}\"\nSPKD_OPTS=\"--root {} --config {}\"\nSPKD_LOGLEVEL=debug\nrespawn_delay=1\n",
+            "SPKD_BUS=\"--bus {}\"\nSPKD_OPTS=\"--root {} --config {}\"\nSPKD_LOGLEVEL=debug\nrespawn_delay=1\n\
+             export http_proxy=\"http://fleet:s3cret@127.0.0.1:9\"\nexport no_proxy=\"127.0.0.1\"\n",
             bus.address(),
             target.display(),
             config.display()
@@ -109,6 +110,19 @@ async fn openrc_starts_spkd_restarts_it_after_a_kill_refreshes_at_boot_and_stops
         "pid {first} owns {BUS_NAME}: {}",
         cmdline.trim_end()
     ));
+    // The proxy exported in /etc/conf.d/spkd reaches spkd (its no_proxy keeps the loopback
+    // repository direct, so the refresh below still works).
+    let environ = std::fs::read(format!("/proc/{first}/environ")).expect("spkd's environment");
+    let environ = String::from_utf8_lossy(&environ);
+    for var in [
+        "http_proxy=http://fleet:s3cret@127.0.0.1:9",
+        "no_proxy=127.0.0.1",
+    ] {
+        assert!(
+            environ.split('\0').any(|v| v == var),
+            "{var} from /etc/conf.d/spkd is not in spkd's environment: {environ:?}"
+        );
+    }
     log.record(rc.run(&["rc-service", "spkd", "status"]).await)
         .assert_code(0)
         .assert_output_contains("status: started");

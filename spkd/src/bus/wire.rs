@@ -213,5 +213,6 @@ pub fn repository(r: RepoInfo) -> RepositoryRow {
         release: r.release,
         timestamp: r.published,
         signed: r.signed,
+        proxy: r.proxy,
     }
 }
