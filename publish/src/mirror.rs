@@ -104,8 +104,13 @@ pub async fn run(args: &Args) -> Result<(), String> {
             none
         }
     };
-    let http = fetch::client(Duration::from_secs(15), Duration::from_secs(30))
-        .map_err(|e| e.to_string())?;
+    // The operator's http_proxy/https_proxy/no_proxy apply, as they do to curl.
+    let http = fetch::client(
+        Duration::from_secs(15),
+        Duration::from_secs(30),
+        &spk_engine::proxy::ProxySetting::Environment,
+    )
+    .map_err(|e| e.to_string())?;
     let trust = Trust {
         keys: &keys,
         allow_unverified: false,
