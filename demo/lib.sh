@@ -21,13 +21,33 @@ demo_init() {
 
 demo_cleanup() {
   local status=$?
-  if ((${#pids[@]})); then kill "${pids[@]}" 2>/dev/null || true; fi
+  local pid running _
+  if ((${#pids[@]})); then
+    kill "${pids[@]}" 2>/dev/null || true
+    # Up to 3 s to exit, then SIGKILL: lxqt-panel ignores SIGTERM once its X server is gone.
+    # (Our unreaped children keep their pids, so none can be another process's by now.)
+    for _ in $(seq 30); do
+      running=0
+      for pid in "${pids[@]}"; do demo_alive "$pid" && running=1; done
+      ((running)) || break
+      sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
   wait 2>/dev/null || true
   if [[ ${DEMO_KEEP:-} == 1 || $status != 0 ]]; then
     echo "== logs and files kept in $work" >&2
   else
     rm -rf "$work"
   fi
+}
+
+# demo_alive PID: whether PID is running (not exited, nor a zombie waiting to be reaped).
+demo_alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
 }
 
 # make_release DIR VERSION: a few packages with text, binary data and symlinks, plus index.json.
