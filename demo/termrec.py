@@ -177,7 +177,7 @@ class Screen:
 
 def record(argv, cols, rows, answers, timeout):
     """Run argv on a new pseudo-terminal: (exit code, [(seconds, bytes)], seconds of the last
-    answer)."""
+    answer, the prompts never shown)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
@@ -201,7 +201,7 @@ def record(argv, cols, rows, answers, timeout):
         if time.monotonic() - start > timeout:
             child.kill()
             child.wait()
-            return None, chunks, answered_at - start
+            return None, chunks, answered_at - start, [prompt for prompt, _ in pending]
         ready, _, _ = select.select([master], [], [], 0.1)
         if not ready:
             continue
@@ -220,7 +220,7 @@ def record(argv, cols, rows, answers, timeout):
             os.write(master, reply.encode() + b"\r")
             answered_at = now
     os.close(master)
-    return child.wait(), chunks, answered_at - start
+    return child.wait(), chunks, answered_at - start, [prompt for prompt, _ in pending]
 
 
 def frames(chunks, cols, rows, prompt, since, count):
@@ -250,17 +250,19 @@ def main():
     parser.add_argument("--frames", type=int, default=3, help="screens before the final one")
     parser.add_argument("--prompt", default="", help="a shell prompt line shown first")
     parser.add_argument("--header", default="", help="text written before the frames")
-    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--out", required=True)
     parser.add_argument("argv", nargs="+")
     args = parser.parse_args()
     answers = [tuple(a.split("=", 1)) for a in args.answer]
 
-    code, chunks, since = record(args.argv, args.cols, args.rows, answers, args.timeout)
+    code, chunks, since, unseen = record(args.argv, args.cols, args.rows, answers, args.timeout)
     shots = frames(chunks, args.cols, args.rows, args.prompt, since, args.frames)
     final = shots[-1][1]
     if code != 0:
         what = "ran past the timeout" if code is None else f"exited with {code}"
+        if unseen:
+            what += f" (it never showed {unseen[0]!r})"
         sys.exit(f"termrec: {args.argv[0]} {what}; the terminal showed:\n{final}")
     # Frames that show something drawn after the answer, each unlike the one before.
     between = []
