@@ -9,7 +9,8 @@
 #   notification.png  the "updates available" notification as dunst draws it
 #   progress.png      the progress notification while the updates chosen from the menu install
 # Each picture is cropped from the screen to the part that changed when it appeared, and
-# reduced to 256 colours. Fully automatic: exits non-zero (logs kept) if a step never happens.
+# reduced to 256 colours, without timestamps (a rerun gives the same files but for the progress
+# shown). Fully automatic: exits non-zero (logs kept) if a step never happens.
 # Needs what demo/run needs, and the Debian packages xvfb dunst lxqt-panel breeze-icon-theme
 # xdotool imagemagick x11-xserver-utils (and optipng, used when present). They are for making
 # these pictures only; no test needs them.
@@ -61,7 +62,8 @@ keep() {
   [[ -n $corner ]] && x1=$width y1=$height
   ((x1 - x0 >= min_width)) || x0=$((x1 > min_width ? x1 - min_width : 0))
   cp "$work/shots/$shot.png" "$out/$name.png"
-  mogrify -crop "$((x1 - x0))x$((y1 - y0))+$x0+$y0" +repage +dither -colors 256 "$out/$name.png"
+  mogrify -crop "$((x1 - x0))x$((y1 - y0))+$x0+$y0" +repage +dither -colors 256 -strip \
+    -define png:exclude-chunks=date,time "$out/$name.png"
   if command -v optipng >/dev/null; then optipng -quiet -o5 "$out/$name.png"; fi
   echo "== $out/$name.png: $((x1 - x0))x$((y1 - y0)), $(stat -c %s "$out/$name.png") bytes"
 }
