@@ -43,9 +43,26 @@ changed() {
   local region=${3:-${width}x${height}+0+0} w h x y rx ry
   composite -compose difference "$work/shots/$1.png" "$work/shots/$2.png" "$work/shots/diff.png"
   mogrify -crop "$region" +repage "$work/shots/diff.png"
-  IFS='x+' read -r w h x y <<<"$(identify -fuzz 4% -format '%@' "$work/shots/diff.png")"
+  # (identify warns when nothing differs: an expected answer while waiting for a change.)
+  IFS='x+' read -r w h x y <<<"$(identify -fuzz 4% -format '%@' "$work/shots/diff.png" 2>/dev/null)"
   IFS='x+' read -r _ _ rx ry <<<"$region"
   echo "${w}x${h}+$((x + rx))+$((y + ry))"
+}
+
+# await_change BEFORE NAME MIN_WIDTH MIN_HEIGHT [REGION]: shoot NAME every 0.5 s until what
+# changed since BEFORE (within REGION) is at least MIN_WIDTH x MIN_HEIGHT, for 15 s at most;
+# prints the box of the change.
+await_change() {
+  local before=$1 name=$2 min_w=$3 min_h=$4 region=${5:-} box w h
+  for _ in $(seq 30); do
+    shoot "$name"
+    box=$(changed "$before" "$name" $region)
+    IFS='x+' read -r w h _ <<<"$box"
+    if ((w >= min_w && h >= min_h)); then echo "$box"; return 0; fi
+    sleep 0.5
+  done
+  echo "screenshots.sh: $name never showed (what changed: $box); logs in $work" >&2
+  return 1
 }
 
 # keep SHOT NAME BOX MARGIN [CORNER [WIDTH]]: crop SHOT to BOX grown by MARGIN pixels on every
@@ -188,7 +205,12 @@ HOME=$work/home XDG_CONFIG_HOME=$work/home/.config XDG_STATE_HOME=$work/home/sta
   "$bin/spk-notifier" --bus "$SPK_BUS_ADDRESS" --log-level debug 2>"$work/spk-notifier.log" &
 pids+=($!)
 notified() { grep -q "^$1|" "$work/notifications.log"; }
-sleep 2
+registered() {
+  dbus-send --session --print-reply --dest=org.kde.StatusNotifierWatcher /StatusNotifierWatcher \
+    org.freedesktop.DBus.Properties.Get string:org.kde.StatusNotifierWatcher \
+    string:RegisteredStatusNotifierItems | grep -q StatusNotifierItem
+}
+wait_for "spk-notifier's item in the panel" registered
 make_release "$work/repo" 2.0-1
 "$bin/spkctl" check >/dev/null || [[ $? == 100 ]]
 wait_for 'the "updates available" notification' notified '3 updates available'
@@ -202,22 +224,20 @@ echo "== the tray icon and its tooltip"
 # The icon is what changed in the panel since spk-notifier started. (The panel has no clock, so
 # nothing else changes there, and the pictures are the same from one run to the next.)
 panel=36
-IFS='x+' read -r w h x y <<<"$(changed empty notified "${width}x$panel+0+$((height - panel))")"
-((w >= 8 && w <= 64 && h >= 8)) || { echo "screenshots.sh: no tray icon appeared (${w}x$h+$x+$y)" >&2; exit 1; }
+box=$(await_change empty icon 8 8 "${width}x$panel+0+$((height - panel))")
+IFS='x+' read -r w h x y <<<"$box"
+((w <= 64)) || { echo "screenshots.sh: more than the tray icon changed in the panel ($box)" >&2; exit 1; }
 icon_x=$((x + w / 2)) icon_y=$((y + h / 2))
 xdotool mousemove "$icon_x" "$icon_y"
-sleep 2
-shoot tooltip
-keep tooltip tray "$(changed notified tooltip)" 16 corner 320
+box=$(await_change icon tooltip 60 20)
+keep tooltip tray "$box" 16 corner 320
 
 echo "== its menu"
 xdotool mousemove 300 300
 sleep 1
 xdotool mousemove "$icon_x" "$icon_y" click 3
-sleep 1
-shoot menu-open
-IFS='x+' read -r w h x y <<<"$(changed notified menu-open "${width}x$((height - panel))+0+0")"
-((w >= 100 && h >= 60)) || { echo "screenshots.sh: no menu opened (${w}x$h+$x+$y)" >&2; exit 1; }
+box=$(await_change icon menu-open 100 60 "${width}x$((height - panel))+0+0")
+IFS='x+' read -r w h x y <<<"$box"
 # The pointer on the first entry, "Install updates now" (moved twice: Qt does not highlight an
 # entry for the first motion after the menu opened).
 xdotool mousemove $((x + 60)) $((y + 10))
@@ -225,7 +245,8 @@ sleep 0.3
 xdotool mousemove $((x + 64)) $((y + 14))
 sleep 1
 shoot menu
-keep menu menu "$(changed notified menu)" 16 corner
+box=$(changed icon menu)
+keep menu menu "$box" 16 corner
 
 echo "== Install updates now, and its progress notification"
 xdotool click 1
