@@ -6,8 +6,8 @@ Usage: termrec.py [options] -- PROGRAM ARGS...
 The program runs on a real pseudo-terminal of --cols x --rows (TERM=xterm-256color, COLUMNS and
 LINES set, NO_COLOR unset), so it draws as it would for a person; --answer PROMPT=TEXT types
 TEXT and Enter once PROMPT has been shown. Everything it writes is replayed through a small
-terminal emulator (carriage returns, line feeds, backspace, tabs, and the CSI cursor and erase
-sequences progress bars use; colours and other modes are dropped) and --out gets --frames
+terminal emulator (carriage returns, line feeds, backspace, tabs, and the CSI cursor, save and
+erase sequences progress bars use; colours and other modes are dropped) and --out gets --frames
 screens taken at even times between the last answer and the end (those that differ from the
 screen at the answer, the final one and each other), then the final screen.
 
@@ -147,6 +147,20 @@ class Screen:
             col = args[1] if len(args) > 1 else 1
             self.row = min(self.rows - 1, max(1, row) - 1)
             self.col = min(self.cols - 1, max(1, col) - 1)
+        elif final == "d":
+            self.row = min(self.rows - 1, n - 1)
+        elif final == "s":
+            self.saved = (self.row, self.col)
+        elif final == "u":
+            self.row, self.col = self.saved
+        elif final == "X":
+            line = self.grid[self.row]
+            end = min(self.cols, self.col + n)
+            line[self.col : end] = [" "] * (end - self.col)
+        elif final == "P":
+            line = self.grid[self.row]
+            del line[self.col : self.col + n]
+            line.extend([" "] * (self.cols - len(line)))
         elif final == "K":
             line = self.grid[self.row]
             start, end = {0: (self.col, self.cols), 1: (0, self.col + 1)}.get(first, (0, self.cols))
