@@ -105,8 +105,12 @@ fn table(entries: &[HistoryRow], width: usize, user: &dyn Fn(u32) -> String) -> 
     } else {
         (NARROW_INDENT, width.saturating_sub(NARROW_INDENT).max(1))
     };
-    let mut out = columns(headers).trim_end().to_owned();
-    out.push_str(if indent == lead { "  WHAT\n" } else { "\n" });
+    let mut out = if indent == lead {
+        columns(headers) + "WHAT"
+    } else {
+        columns(headers).trim_end().to_owned()
+    };
+    out.push('\n');
     for (d, row) in entries.iter().zip(&rows) {
         let first = columns([&row[0], &row[1], &row[2], &row[3]]);
         let lines = wrap(&detail(d), room);
@@ -271,6 +275,11 @@ mod tests {
         );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[0].find("WHAT"),
+            lines[1].find("plasma"),
+            "the last column under its header:\n{text}"
+        );
         assert!(
             lines[1].ends_with(
                 "root  install  plasma qt6 failed: download of plasma.tar.xz failed: connection refused"
