@@ -1,6 +1,7 @@
-//! Running a request to its end: waiting for the root, taking a transaction number, dispatching
-//! to install / upgrade, remove or rollback, and recording the history; with what each of
-//! those does around fetching and committing (its hooks, the cache).
+//! Running a request to its end under the number reserved for it (its bus object, its history
+//! id): waiting for the root, dispatching to install / upgrade, remove or rollback, and
+//! recording the history (what is worth it: [`worth_recording`]); with what each of those does
+//! around fetching and committing (its hooks, the cache).
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
