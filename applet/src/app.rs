@@ -273,7 +273,8 @@ impl App {
                 state,
                 message,
             } => {
-                tracing::info!(%path, %state, %message, "transaction finished");
+                let id = spk_dbus::transaction_id(&path);
+                tracing::info!(?id, %state, %message, "transaction finished");
                 let effects = self.model.transaction_finished(&path, state, &message);
                 self.apply(effects).await;
             }
@@ -342,7 +343,8 @@ impl App {
                 tokio::spawn(async move {
                     let path = match spkd.upgrade_all(when).await {
                         Ok(path) => {
-                            tracing::info!(%path, ?when, "spkd started the upgrade");
+                            let id = spk_dbus::transaction_id(path.as_str());
+                            tracing::info!(?id, ?when, "spkd started the upgrade");
                             Some(path.to_string())
                         }
                         Err(e) => {
@@ -364,7 +366,10 @@ impl App {
             Command::Check => {
                 tokio::spawn(async move {
                     match spkd.refresh().await {
-                        Ok(path) => tracing::info!(%path, "spkd started a check"),
+                        Ok(path) => {
+                            let id = spk_dbus::transaction_id(path.as_str());
+                            tracing::info!(?id, "spkd started a check");
+                        }
                         Err(e) => failed("Could not check for updates", e),
                     }
                 });
@@ -375,7 +380,10 @@ impl App {
                 };
                 tokio::spawn(async move {
                     match spkd.cancel(&path).await {
-                        Ok(()) => tracing::info!(%path, "asked spkd to cancel"),
+                        Ok(()) => {
+                            let id = spk_dbus::transaction_id(&path);
+                            tracing::info!(?id, "asked spkd to cancel");
+                        }
                         Err(e) => failed("Could not cancel", e),
                     }
                 });

@@ -198,6 +198,10 @@ impl Job {
                         self.past_verb()
                     ));
                 }
+                // The number the terminal (`spkctl history`, spkd's log) knows it by.
+                if let Some(id) = spk_dbus::transaction_id(&self.path) {
+                    body.push_str(&format!("\nTransaction {id} in `spkctl history`."));
+                }
                 body
             }
         };

@@ -1139,7 +1139,8 @@ mod tests {
             vec![Effect::Inform(Report {
                 summary: "Updates not installed at restart".into(),
                 body: "The updates prepared on 2026-12-02 09:42 UTC could not be installed: \
-                       okular changed\nInstalled before the failure: kate 2.0-1."
+                       okular changed\nInstalled before the failure: kate 2.0-1.\n\
+                       Transaction 3 in `spkctl history`."
                     .into(),
             })]
         );

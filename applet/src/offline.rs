@@ -162,6 +162,7 @@ impl BootUpdate {
                 installed.join(", ")
             ));
         }
+        body.push_str(&format!("\nTransaction {} in `spkctl history`.", self.id));
         Report {
             summary: "Updates not installed at restart".to_owned(),
             body,
@@ -278,7 +279,8 @@ mod tests {
         assert_eq!(report.summary, "Updates not installed at restart");
         assert_eq!(
             report.body,
-            "The updates prepared on 2026-12-02 09:42 UTC could not be installed: kate changed since"
+            "The updates prepared on 2026-12-02 09:42 UTC could not be installed: kate changed since\n\
+             Transaction 3 in `spkctl history`."
         );
         assert!(
             boot.report(None)

@@ -21,7 +21,7 @@ pub mod words;
 pub use error::Error;
 pub use names::{
     BUS_NAME, ERROR_PREFIX, MANAGER_INTERFACE, MANAGER_PATH, TRANSACTION_INTERFACE,
-    TRANSACTIONS_PATH, is_transaction_path, transaction_path,
+    TRANSACTIONS_PATH, is_transaction_path, transaction_id, transaction_path,
 };
 pub use options::{ChangeOptions, CleanOptions};
 pub use proxy::{ManagerProxy, TransactionProxy};

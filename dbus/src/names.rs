@@ -34,8 +34,34 @@ pub fn transaction_path(id: u64) -> OwnedObjectPath {
         .expect("a path and a number make a valid object path")
 }
 
+/// The number N of the transaction path `/xyz/smech/Spk1/transaction/N`: also the id of its
+/// history entry (`GetHistory`), which spkd records under the same number.
+pub fn transaction_id(path: &str) -> Option<u64> {
+    path.strip_prefix(TRANSACTIONS_PATH)?
+        .strip_prefix('/')?
+        .parse()
+        .ok()
+}
+
 /// Whether `path` lies below [`TRANSACTIONS_PATH`] (a transaction object's path).
 pub fn is_transaction_path(path: &str) -> bool {
     path.strip_prefix(TRANSACTIONS_PATH)
         .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_path_and_its_number_go_both_ways() {
+        assert_eq!(
+            transaction_path(17).as_str(),
+            "/xyz/smech/Spk1/transaction/17"
+        );
+        assert_eq!(transaction_id("/xyz/smech/Spk1/transaction/17"), Some(17));
+        assert_eq!(transaction_id("/xyz/smech/Spk1/transaction/x"), None);
+        assert_eq!(transaction_id("/xyz/smech/Spk1/transaction17"), None);
+        assert_eq!(transaction_id("/t/17"), None);
+    }
 }

@@ -89,7 +89,8 @@ impl Summary {
 /// One modifying transaction as `spkctl history` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HistoryEntry {
-    /// Assigned when recorded: 1, 2, 3…
+    /// The transaction's number ([`Database::next_tx`]): the N of its bus object. Numbers of
+    /// transactions that left no entry (refreshes, dry runs, no-ops) are gaps.
     pub id: u64,
     /// Unix seconds.
     pub started: u64,
@@ -240,16 +241,24 @@ impl Database {
         Ok(())
     }
 
-    /// A new transaction number (never reused: it names staging areas).
+    /// A new transaction number, never reused: it is the transaction's bus object
+    /// (`/xyz/smech/Spk1/transaction/N`), its history id, and the name of its staging areas.
+    /// Above every history id recorded so far, also those of databases whose history numbered
+    /// itself apart from this counter.
     pub fn next_tx(&self) -> Result<u64> {
         let txn = self.db.begin_write()?;
         let id;
         {
             let mut meta = txn.open_table(META)?;
-            id = meta
+            let counted = meta
                 .get(NEXT_TX)?
                 .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
                 .map_or(1, u64::from_le_bytes);
+            let recorded = txn
+                .open_table(HISTORY)?
+                .last()?
+                .map_or(1, |(k, _)| k.value() + 1);
+            id = counted.max(recorded);
             meta.insert(NEXT_TX, (id + 1).to_le_bytes().as_slice())?;
         }
         txn.commit()?;
@@ -435,18 +444,14 @@ impl Database {
         Ok(())
     }
 
-    /// Append to the history; returns the entry's id.
-    pub fn add_history(&self, mut entry: HistoryEntry) -> Result<u64> {
+    /// Record a transaction in the history, under its transaction number (`entry.id`, from
+    /// [`Database::next_tx`]).
+    pub fn add_history(&self, entry: &HistoryEntry) -> Result<()> {
         let txn = self.db.begin_write()?;
-        let id;
-        {
-            let mut table = txn.open_table(HISTORY)?;
-            id = table.last()?.map_or(1, |(k, _)| k.value() + 1);
-            entry.id = id;
-            table.insert(id, json(&entry)?.as_str())?;
-        }
+        txn.open_table(HISTORY)?
+            .insert(entry.id, json(entry)?.as_str())?;
         txn.commit()?;
-        Ok(id)
+        Ok(())
     }
 
     /// The newest `limit` history entries, newest first.
@@ -580,6 +585,42 @@ pub fn file_count(files: &[FileRecord]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(id: u64) -> HistoryEntry {
+        HistoryEntry {
+            id,
+            started: 1,
+            finished: 2,
+            uid: 0,
+            action: "install".into(),
+            names: vec!["a".into()],
+            state: HistoryState::Finished,
+            error: String::new(),
+            changes: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// A transaction's number is its history id: entries stay under it, gaps and all, and a
+    /// database whose history numbered itself apart from the counter gets numbers above its
+    /// newest entry, after a reopen too.
+    #[test]
+    fn transaction_numbers_are_history_ids_and_never_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.next_tx().unwrap(), 1);
+        // An older spkd's history ran ahead of the counter.
+        db.add_history(&entry(5)).unwrap();
+        let tx = db.next_tx().unwrap();
+        assert_eq!(tx, 6);
+        db.add_history(&entry(tx)).unwrap();
+        drop(db);
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.next_tx().unwrap(), 7);
+        assert_eq!(db.next_tx().unwrap(), 8);
+        let ids: Vec<u64> = db.history(10).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [6, 5]);
+    }
 
     /// History records written when the state was a plain string still read, and are written
     /// back with the same words.

@@ -1,6 +1,7 @@
-//! Running a request to its end: waiting for the root, taking a transaction number, dispatching
-//! to install / upgrade, remove or rollback, and recording the history; with what each of
-//! those does around fetching and committing (its hooks, the cache).
+//! Running a request to its end under the number reserved for it (its bus object, its history
+//! id): waiting for the root, dispatching to install / upgrade, remove or rollback, and
+//! recording the history (what is worth it: [`worth_recording`]); with what each of those does
+//! around fetching and committing (its hooks, the cache).
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,9 +36,37 @@ impl Work<'_> {
 }
 
 impl Engine {
-    /// Run a request to its end. Modifying requests wait for the previous one first.
+    /// Reserve the number of a transaction about to be created: N of its bus object
+    /// `/xyz/smech/Spk1/transaction/N`, its history id, its span in the log. Persisted: never
+    /// given twice, across restarts too.
+    pub fn reserve_transaction(&self) -> Result<u64> {
+        self.db.next_tx()
+    }
+
+    /// Run a request to its end as transaction `tx` ([`Engine::reserve_transaction`]).
+    /// Modifying requests wait for the previous one first.
     pub async fn run(
         &self,
+        tx: u64,
+        req: &Request,
+        reporter: &Reporter,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome> {
+        // Every line the transaction logs carries its one number.
+        let span = tracing::info_span!(
+            "transaction",
+            id = tx,
+            action = req.action.as_str(),
+            names = ?req.names
+        );
+        self.run_numbered(tx, req, reporter, cancel)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_numbered(
+        &self,
+        tx: u64,
         req: &Request,
         reporter: &Reporter,
         cancel: &CancellationToken,
@@ -51,6 +80,38 @@ impl Engine {
                 ..Outcome::default()
             });
         }
+        let started = now();
+        let mut done = Vec::new();
+        let mut notices = Vec::new();
+        let result = self
+            .modify(tx, req, reporter, cancel, &mut done, &mut notices)
+            .await
+            .map(|mut o| {
+                o.notices = notices.clone();
+                o
+            });
+        match &result {
+            Ok(o) => tracing::info!(changed = ?o.changed, "done"),
+            Err(e) => tracing::warn!(error = %e.message(), "failed"),
+        }
+        if worth_recording(req, &result, &done) {
+            self.record_history(tx, req, started, &result, done, notices);
+        }
+        result
+    }
+
+    /// The modifying part of [`Engine::run`]: read the repositories, wait for the root, then
+    /// install, remove or roll back; `done` and `notices` collect what happened, also when it
+    /// fails half-way.
+    async fn modify(
+        &self,
+        tx: u64,
+        req: &Request,
+        reporter: &Reporter,
+        cancel: &CancellationToken,
+        done: &mut Vec<Change>,
+        notices: &mut Vec<Notice>,
+    ) -> Result<Outcome> {
         // Install and upgrade read the repositories before they wait for the root: a slow
         // mirror then holds this transaction only, not every one queued behind it.
         let failures = if matches!(
@@ -72,84 +133,56 @@ impl Engine {
                 }
             }
         };
-        let span =
-            tracing::info_span!("transaction", action = req.action.as_str(), names = ?req.names);
-        async {
-            tracing::info!(uid = req.requester, "started");
-            let started = now();
-            reporter.root_taken();
-            reporter.state(TxState::Resolving);
-            let mut done = Vec::new();
-            let mut notices = Vec::new();
-            let result = match self.begin_transaction() {
-                Err(e) => Err(e),
-                Ok(tx) => {
-                    let mut work = Work {
-                        tx,
-                        reporter,
-                        cancel,
-                        done: &mut done,
-                        notices: &mut notices,
-                    };
-                    let result = match req.action {
-                        Action::Remove => self.remove(req, &mut work).await,
-                        Action::Rollback => self.rollback(req, &mut work).await,
-                        Action::ApplyPrepared => self.apply_prepared(&mut work).await,
-                        _ => self.install(req, failures, &mut work).await,
-                    };
-                    self.clear_staging();
-                    result
-                }
-            };
-            let result = result.map(|mut o| {
-                o.notices = notices.clone();
-                o
-            });
-            match &result {
-                Ok(o) => tracing::info!(changed = ?o.changed, "done"),
-                Err(e) => tracing::warn!(error = %e.message(), "failed"),
-            }
-            if !done.is_empty()
-                && let Err(e) = self.db.write_dump()
-            {
-                tracing::warn!(error = %e, "could not write the plain-text dump");
-            }
-            // A prepared update enters the history when it is applied.
-            let prepared = req.options.offline && result.is_ok();
-            if !req.options.dry_run && !prepared {
-                self.record_history(req, started, &result, done, notices);
-            }
-            result
+        tracing::info!(uid = req.requester, "started");
+        reporter.root_taken();
+        reporter.state(TxState::Resolving);
+        self.begin_transaction()?;
+        let mut work = Work {
+            tx,
+            reporter,
+            cancel,
+            done,
+            notices,
+        };
+        let result = match req.action {
+            Action::Remove => self.remove(req, &mut work).await,
+            Action::Rollback => self.rollback(req, &mut work).await,
+            Action::ApplyPrepared => self.apply_prepared(&mut work).await,
+            _ => self.install(req, failures, &mut work).await,
+        };
+        self.clear_staging();
+        // Still holding the root: no other transaction writes the dump meanwhile.
+        if !work.done.is_empty()
+            && let Err(e) = self.db.write_dump()
+        {
+            tracing::warn!(error = %e, "could not write the plain-text dump");
         }
-        .instrument(span)
-        .await
+        result
     }
 
-    /// A modifying transaction starts: finish what an earlier one left (a panic), then take a
-    /// transaction number.
-    fn begin_transaction(&self) -> Result<u64> {
+    /// A modifying transaction took the root: finish what an earlier one left (a panic), and
+    /// make sure its staging area exists.
+    fn begin_transaction(&self) -> Result<()> {
         if !self.db.journal::<crate::commit::Intent>()?.is_empty() {
             self.recover()?;
         }
         // Root's alone: no local user may look into (let alone plant anything in) a package
         // being unpacked.
         let staging = self.layout.root.join(&self.staging);
-        {
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&staging)
-                .and_then(|()| {
-                    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
-                })
-                .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
-        }
-        self.db.next_tx()
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&staging)
+            .and_then(|()| {
+                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| Error::io(format!("creating {}", staging.display()), e))
     }
 
     fn record_history(
         &self,
+        tx: u64,
         req: &Request,
         started: u64,
         result: &Result<Outcome>,
@@ -162,7 +195,7 @@ impl Engine {
             Err(e) => (HistoryState::Failed, e.message()),
         };
         let entry = HistoryEntry {
-            id: 0,
+            id: tx,
             started,
             finished: now(),
             uid: req.requester,
@@ -173,7 +206,7 @@ impl Engine {
             changes,
             notices,
         };
-        if let Err(e) = self.db.add_history(entry) {
+        if let Err(e) = self.db.add_history(&entry) {
             tracing::warn!(error = %e, "could not record the transaction in the history");
         }
     }
@@ -371,4 +404,20 @@ pub(crate) fn record_change(
         old.is_some(),
         new.is_some(),
     );
+}
+
+/// Whether a modifying transaction enters the history. The history tells what happened to the
+/// system and what failed to: every transaction that changed a package, every failure and
+/// cancellation; not a dry run, not a prepared offline update (it enters when applied), not
+/// one that succeeded with nothing to do (an upgrade with no updates, an install of what is
+/// installed, a download-only run: no package changed), and not a request naming a package
+/// that does not exist or is not installed while nothing changed (a typo).
+fn worth_recording(req: &Request, result: &Result<Outcome>, done: &[Change]) -> bool {
+    if req.options.dry_run {
+        return false;
+    }
+    match result {
+        Ok(_) => !done.is_empty() && !req.options.offline,
+        Err(e) => !(done.is_empty() && e.kind() == crate::error::ErrorKind::UnknownPackage),
+    }
 }

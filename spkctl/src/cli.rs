@@ -169,12 +169,14 @@ pub enum Command {
         #[arg(value_name = "PKG")]
         packages: Vec<String>,
     },
-    /// Past install, upgrade, remove and rollback transactions; `history undo ID` reverts one
     /// The update prepared for the next restart (`upgrade --offline`): show it or cancel it
     Offline {
         #[command(subcommand)]
         action: Option<OfflineAction>,
     },
+    /// Past install, upgrade, remove and rollback transactions, in local time, by the number
+    /// their transaction had (as `monitor`, `cancel` and the log show it); `history undo ID`
+    /// reverts one
     History {
         /// How many, newest first
         #[arg(long, default_value_t = 50)]
@@ -182,8 +184,12 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<HistoryAction>,
     },
-    /// Follow running transactions (started by anyone) until they finish
-    Monitor,
+    /// Follow running transactions (started by anyone), or the one given by number or object
+    /// path, until they finish
+    Monitor {
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
     /// Cancel a transaction (by number or object path), or every running one
     Cancel {
         #[arg(value_name = "ID")]

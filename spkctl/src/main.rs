@@ -168,7 +168,9 @@ async fn dispatch(
         Command::History { limit, .. } => {
             return history::history(manager, *limit, g.json).await;
         }
-        Command::Monitor => return monitor::monitor(conn, manager, g.json, &mut display).await,
+        Command::Monitor { id } => {
+            return monitor::monitor(conn, manager, id.as_deref(), g.json, &mut display).await;
+        }
         Command::Cancel { id } => return monitor::cancel(conn, manager, id.as_deref()).await,
         Command::Clean { all } => return clean(manager, *all, g.json).await,
         Command::Offline { action } => {

@@ -41,15 +41,54 @@ async fn running(
     Ok(out)
 }
 
+/// The object path of transaction `id`: its number (as `spkctl history` shows it) or its path.
+fn transaction_path(id: &str) -> Result<OwnedObjectPath, Failure> {
+    let path = if id.starts_with('/') {
+        id.to_owned()
+    } else if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}/{id}", spk_dbus::TRANSACTIONS_PATH)
+    } else {
+        String::new()
+    };
+    OwnedObjectPath::try_from(path)
+        .ok()
+        .filter(|p| spk_dbus::is_transaction_path(p.as_str()))
+        .ok_or_else(|| Failure {
+            code: 2,
+            message: format!("'{id}' is not a transaction number or path"),
+        })
+}
+
+/// Transaction `id` (number or path), still on the bus (running, or finished within the last
+/// minutes).
+async fn named(
+    conn: &zbus::Connection,
+    id: &str,
+) -> Result<(OwnedObjectPath, TransactionProxy<'static>), Failure> {
+    let path = transaction_path(id)?;
+    let t = proxy(conn, &path).await?;
+    if t.state().await.is_err() {
+        return Err(Failure::failed(format!(
+            "transaction {id} is not running (a finished one leaves the bus after a few \
+             minutes; `spkctl history` keeps it)"
+        )));
+    }
+    Ok((path, t))
+}
+
 pub async fn monitor(
     conn: &zbus::Connection,
     manager: &ManagerProxy<'_>,
+    id: Option<&str>,
     json: bool,
     display: &mut Display,
 ) -> Result<u8, Failure> {
     // Subscribe first, then look: nothing that finishes in between is missed.
     let mut signals = transaction::subscribe(conn).await?;
-    let active = running(conn, manager).await?;
+    let active = match id {
+        Some(id) => vec![named(conn, id).await?],
+        None => running(conn, manager).await?,
+    };
     if active.is_empty() {
         if json {
             println!("[]");
@@ -152,17 +191,7 @@ pub async fn cancel(
     id: Option<&str>,
 ) -> Result<u8, Failure> {
     let targets: Vec<OwnedObjectPath> = match id {
-        Some(id) => {
-            let path = if id.starts_with('/') {
-                id.to_owned()
-            } else {
-                format!("{}/{id}", spk_dbus::TRANSACTIONS_PATH)
-            };
-            vec![OwnedObjectPath::try_from(path).map_err(|e| Failure {
-                code: 2,
-                message: format!("'{id}' is not a transaction number or path: {e}"),
-            })?]
-        }
+        Some(id) => vec![transaction_path(id)?],
         None => running(conn, manager)
             .await?
             .into_iter()

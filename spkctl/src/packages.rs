@@ -26,7 +26,8 @@ pub fn to_json(p: &PackageRow) -> Json {
     })
 }
 
-fn terminal_width() -> usize {
+/// Columns of the terminal: `COLUMNS`, else stdout's window, else 100.
+pub(crate) fn terminal_width() -> usize {
     if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
         return cols;
     }

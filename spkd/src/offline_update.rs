@@ -32,6 +32,9 @@ pub async fn apply(engine: Arc<Engine>) -> Result<ExitCode, String> {
             .map(|c| c.to.clone())
             .unwrap_or_default()
     };
+    let id = engine
+        .reserve_transaction()
+        .map_err(|e| fail(&e.message()))?;
     let (reporter, mut events) = Reporter::new();
     let work = tokio::spawn({
         let engine = engine.clone();
@@ -42,7 +45,9 @@ pub async fn apply(engine: Arc<Engine>) -> Result<ExitCode, String> {
                 options: Options::default(),
                 requester: 0,
             };
-            let result = engine.run(&req, &reporter, &CancellationToken::new()).await;
+            let result = engine
+                .run(id, &req, &reporter, &CancellationToken::new())
+                .await;
             drop(reporter);
             result
         }

@@ -2,11 +2,12 @@
 //! transaction objects, and publishes the daemon-wide properties.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
@@ -39,7 +40,6 @@ struct Published {
 
 pub struct Manager {
     engine: Arc<Engine>,
-    next_id: AtomicU64,
     /// Live and recently finished transactions.
     transactions: Arc<Mutex<Vec<Published>>>,
     /// Held from the checks of [`Manager::spawn`] to the new transaction's entry in
@@ -59,7 +59,6 @@ impl Manager {
     ) -> Manager {
         Manager {
             engine,
-            next_id: AtomicU64::new(1),
             transactions: Arc::default(),
             admission: tokio::sync::Mutex::new(()),
             shutdown,
@@ -157,7 +156,8 @@ impl Manager {
                 }));
             }
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The engine's persisted counter: N of the path is the transaction's history id.
+        let id = self.engine.reserve_transaction().map_err(bus_error)?;
         let path = spk_dbus::transaction_path(id);
         let cancel = self.shutdown.child_token();
         let server = conn.object_server();
@@ -175,30 +175,35 @@ impl Manager {
                 requester: uid,
                 active: active.clone(),
             });
-        tracing::info!(%path, uid, action = action.as_str(), names = ?req.names, "transaction queued");
+        tracing::info!(id, uid, action = action.as_str(), names = ?req.names, "transaction queued");
 
         let engine = self.engine.clone();
         let work = self.work.clone();
         let conn = conn.clone();
         let transactions = self.transactions.clone();
         let tx_path = path.clone();
-        tokio::spawn(async move {
-            let outcome =
-                transaction::run(engine.clone(), &work, req, cancel, iface, &active).await;
-            announce(&conn, action, outcome.as_ref().ok()).await;
-            if action == Action::Refresh && outcome.is_ok() {
-                auto_prepare(conn.clone(), engine.clone()).await;
+        // spkd's own lines about the transaction carry its number, as the engine's do.
+        let span = tracing::info_span!("transaction", id);
+        tokio::spawn(
+            async move {
+                let outcome =
+                    transaction::run(engine.clone(), &work, id, req, cancel, iface, &active).await;
+                announce(&conn, action, outcome.as_ref().ok()).await;
+                if action == Action::Refresh && outcome.is_ok() {
+                    auto_prepare(conn.clone(), engine.clone()).await;
+                }
+                tokio::time::sleep(RETENTION).await;
+                let _ = conn
+                    .object_server()
+                    .remove::<Transaction, _>(&tx_path)
+                    .await;
+                transactions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|t| t.path != tx_path);
             }
-            tokio::time::sleep(RETENTION).await;
-            let _ = conn
-                .object_server()
-                .remove::<Transaction, _>(&tx_path)
-                .await;
-            transactions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .retain(|t| t.path != tx_path);
-        });
+            .instrument(span),
+        );
         Ok(path)
     }
 }

@@ -167,12 +167,14 @@ impl Transaction {
     ) -> zbus::Result<()>;
 }
 
-/// Run `req` as the transaction `iface` in the engine, mirroring the engine's events onto it;
-/// `active` turns false as its final state is set, before `Finished` (from then on, a Refresh
-/// call does not join it). Returns the outcome, for the manager's follow-up.
+/// Run `req` as the transaction number `id` (object `iface`) in the engine, mirroring the
+/// engine's events onto it; `active` turns false as its final state is set, before `Finished`
+/// (from then on, a Refresh call does not join it). Returns the outcome, for the manager's
+/// follow-up.
 pub async fn run(
     engine: Arc<Engine>,
     work: &tokio::runtime::Handle,
+    id: u64,
     req: Request,
     cancel: CancellationToken,
     iface: InterfaceRef<Transaction>,
@@ -184,7 +186,7 @@ pub async fn run(
     let work = work.spawn({
         let cancel = cancel.clone();
         async move {
-            let result = engine.run(&req, &reporter, &cancel).await;
+            let result = engine.run(id, &req, &reporter, &cancel).await;
             drop(reporter);
             crate::memory::release();
             result
