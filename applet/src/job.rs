@@ -281,7 +281,7 @@ impl Job {
 fn verb(activity: Activity) -> &'static str {
     match activity {
         Activity::Downloading => "Downloading",
-        Activity::Cached => "Reading from the cache",
+        Activity::Cached => "Reading cached",
         Activity::Unpacking => "Unpacking",
         Activity::Installing => "Installing",
         Activity::Removing => "Removing",

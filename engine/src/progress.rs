@@ -354,4 +354,32 @@ mod tests {
         }
         assert!((45..100).contains(&last), "{last}");
     }
+
+    #[test]
+    fn a_stream_says_where_its_bytes_come_from_and_when_they_are_all_in() {
+        let (r, mut rx) = Reporter::new();
+        let a = r.package("a", 100);
+        a.start(true);
+        a.bytes(50);
+        a.bytes(100);
+        a.unpacking();
+        a.unpacking();
+        a.finished(Stage::Unpacked);
+        let mut stages = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            if let Event::Progress { stage, done, .. } = ev {
+                stages.push((stage, done));
+            }
+        }
+        assert_eq!(
+            stages,
+            [
+                (Stage::Cached, 0),
+                (Stage::Cached, 50),
+                (Stage::Cached, 100),
+                (Stage::Unpacking, 100),
+                (Stage::Unpacked, 100),
+            ]
+        );
+    }
 }
