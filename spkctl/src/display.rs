@@ -158,6 +158,10 @@ impl Display {
             if activity == Activity::Waiting && !removes {
                 p.size = total;
             } else if matches!(activity, Activity::Unpacking | Activity::Unpacked) {
+                // A monitor may meet the package here first: these carry its size too.
+                if p.size == 0 {
+                    p.size = total;
+                }
                 p.done = p.size.max(done);
             }
         }

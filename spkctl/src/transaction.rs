@@ -111,7 +111,9 @@ pub async fn run(
         .await?;
     let mut done = Vec::new();
     let mut notices = Vec::new();
-    display.follow(kind, names.len());
+    // The count of packages comes from spkd's `waiting` announcements (names asked for may
+    // be up to date already).
+    display.follow(kind, 0);
     let mut overall = Overall::watch(conn, &path, display.has_bars()).await?;
     let mut tick = tokio::time::interval(TICK);
     // The cancel question being asked: the line it waits for.

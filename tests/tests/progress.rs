@@ -12,8 +12,8 @@ use spk_tests::{Env, Fault, Package, Repo};
 
 const PLASMA_TARBALL: &str = "/repo/plasma.tar.xz";
 
-/// The mirror's pace in the tests below: 16 KiB every 100 ms.
-const THROTTLE_BYTES_PER_SECOND: f64 = 160.0 * 1024.0;
+/// The mirror's pace in the tests below: `THROTTLE_CHUNK` every 100 ms.
+const THROTTLE_CHUNK: usize = 16 * 1024;
 
 /// 256 KiB that xz cannot shrink: 1.6 s at the throttled pace.
 fn plasma() -> Package {
@@ -23,19 +23,21 @@ fn plasma() -> Package {
         .file("usr/share/plasma/version", "1\n", 0o644)
 }
 
-fn throttle(env: &Env) {
+/// Serve plasma's tarball `chunk` bytes every 100 ms; returns that rate in bytes per second.
+fn throttle(env: &Env, chunk: usize) -> f64 {
     env.server.set_fault_times(
         PLASMA_TARBALL,
         Fault::Throttle {
-            chunk: 16 * 1024,
+            chunk,
             every: Duration::from_millis(100),
         },
         1,
     );
+    chunk as f64 * 10.0
 }
 
 /// The lines the terminal drew, escape codes gone.
-fn lines(screen: &str) -> Vec<String> {
+fn screen_lines(screen: &str) -> Vec<String> {
     drawn_lines(screen, usize::from(spk_tests::terminal::COLUMNS))
         .into_iter()
         .map(|l| l.trim_start().to_owned())
@@ -96,12 +98,12 @@ fn plan_and_summary_bytes(screen: &str) -> (String, String) {
 #[tokio::test]
 async fn bars_show_a_package_downloading_then_installing_then_done() {
     let env = Env::new(&Repo::new().with(plasma())).await;
-    throttle(&env);
+    throttle(&env, THROTTLE_CHUNK);
 
     let run = on_terminal(&env, &["--yes", "install", "plasma"], "", &[]).await;
 
     assert_eq!(run.code, Some(0), "{run}");
-    let lines = lines(&run.screen);
+    let lines = screen_lines(&run.screen);
     let downloading = first_stage(&lines, "plasma", "downloading");
     let installing = first_stage(&lines, "plasma", "installing");
     let done = first_stage(&lines, "plasma", "done");
@@ -142,6 +144,24 @@ async fn bars_show_a_package_downloading_then_installing_then_done() {
         "{run}"
     );
     env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
+
+    // A removal: waiting, removing, done; no bytes, no rate.
+    let run = on_terminal(&env, &["--yes", "remove", "plasma"], "", &[]).await;
+
+    assert_eq!(run.code, Some(0), "{run}");
+    let lines = screen_lines(&run.screen);
+    let removing = first_stage(&lines, "plasma", "removing");
+    let done = first_stage(&lines, "plasma", "done");
+    assert!(
+        removing.is_some() && removing < done,
+        "removal stages out of order (removing {removing:?}, done {done:?}): {run}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Removed 1 package (plasma 1) in ") && l.ends_with(" s.")),
+        "{run}"
+    );
 }
 
 #[tokio::test]
@@ -169,7 +189,7 @@ async fn a_cached_package_is_shown_and_counted_as_from_the_cache() {
         ("0 B", "0 B"),
         "{install}"
     );
-    let lines = lines(&install.screen);
+    let lines = screen_lines(&install.screen);
     assert!(
         first_stage(&lines, "plasma", "cached").is_some()
             && first_stage(&lines, "plasma", "downloading").is_none(),
@@ -191,11 +211,18 @@ async fn a_cached_package_is_shown_and_counted_as_from_the_cache() {
     env.assert_file("usr/share/plasma/version", b"1\n", 0o644);
 }
 
+fn qt6() -> Package {
+    Package::new("qt6", "6.10.1-1")
+        .system()
+        .file("usr/lib/libQt6Core.so.6", "qt core\n", 0o755)
+}
+
 #[tokio::test]
 async fn monitor_joining_a_download_shows_the_packages_the_total_and_a_summary() {
-    let env = Env::new(&Repo::new().with(plasma())).await;
-    throttle(&env);
-    let installing = env.spawn_spkctl(&["install", "plasma"]);
+    let env = Env::new(&Repo::new().with(plasma()).with(qt6())).await;
+    // Half the pace (3.2 s for plasma): spkd repeats standing stages about every second.
+    let pace = throttle(&env, THROTTLE_CHUNK / 2);
+    let installing = env.spawn_spkctl(&["install", "plasma", "qt6"]);
     env.server.wait_for_gets(PLASMA_TARBALL, 1).await;
     // Join once part of the download is in: its bytes must not count as moved meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -203,23 +230,33 @@ async fn monitor_joining_a_download_shows_the_packages_the_total_and_a_summary()
     let run = on_terminal(&env, &["monitor"], "", &[]).await;
 
     assert_eq!(run.code, Some(0), "{run}");
-    let lines = lines(&run.screen);
+    let lines = screen_lines(&run.screen);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("Following transaction ") && l.contains(": install plasma")),
+        lines.iter().any(|l| l.starts_with("Following transaction ")
+            && l.contains(": install plasma, qt6 (uid 0)")),
         "a header with the kind and the packages: {run}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("total ") && l.contains(" of 1 done")),
+            .any(|l| l.starts_with("total ") && l.contains(" of 2 done")),
         "a total line: {run}"
+    );
+    // qt6 is small: staged (or waiting for a slot) before the monitor joined; spkd repeats
+    // the stage of packages whose stage stands, so it shows before its commit.
+    let qt6 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("qt6 "))
+        .and_then(|rest| rest.split_whitespace().next());
+    assert!(
+        qt6.is_some_and(|stage| !["installing", "done"].contains(&stage)),
+        "qt6 first shown {qt6:?}: {run}"
     );
     assert!(first_stage(&lines, "plasma", "done").is_some(), "{run}");
     let last = lines.last().unwrap();
     assert!(
-        last.starts_with("Installed 1 package (plasma 1), followed for ")
+        last.starts_with("Installed 2 packages (")
+            && last.contains(", followed for ")
             && last.ends_with(" downloaded."),
         "the last line is the summary: {run}"
     );
@@ -232,8 +269,8 @@ async fn monitor_joining_a_download_shows_the_packages_the_total_and_a_summary()
     assert!(!rates.is_empty(), "no rate while the download ran: {run}");
     for rate in rates {
         assert!(
-            rate <= 3.0 * THROTTLE_BYTES_PER_SECOND,
-            "{rate} B/s shown for a mirror that sends {THROTTLE_BYTES_PER_SECOND} B/s: {run}"
+            rate <= 3.0 * pace,
+            "{rate} B/s shown for a mirror that sends {pace} B/s: {run}"
         );
     }
     let out = installing.wait_with_output().await.unwrap();
