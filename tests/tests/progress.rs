@@ -82,7 +82,8 @@ fn plan_and_summary_bytes(screen: &str) -> (String, String) {
     let plan = plain
         .split("Download ")
         .nth(1)
-        .and_then(|rest| rest.split(';').next())
+        .and_then(|rest| rest.split([';', '(']).next())
+        .map(str::trim)
         .unwrap_or_else(|| panic!("no plan with a download figure:\n{plain}"))
         .to_owned();
     let summary = plain
@@ -187,6 +188,10 @@ async fn a_cached_package_is_shown_and_counted_as_from_the_cache() {
     assert_eq!(
         (planned.as_str(), downloaded.as_str()),
         ("0 B", "0 B"),
+        "{install}"
+    );
+    assert!(
+        strip_escapes(&install.screen).contains("Download 0 B (1 package from the cache);"),
         "{install}"
     );
     let lines = screen_lines(&install.screen);
