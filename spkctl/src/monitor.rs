@@ -1,7 +1,7 @@
 //! `spkctl monitor` and `spkctl cancel`: attach to transactions that are already running,
 //! whoever started them (another spkctl, the applet, a boot check).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use spk_dbus::{Kind, ManagerProxy, Notice, State, TransactionProxy, TransactionSignal};
@@ -126,11 +126,21 @@ pub async fn monitor(
     let mut overall = Overall::watch(conn, &first.path, first.display.has_bars()).await?;
     overall.show(&mut first.display);
     let mut tick = tokio::time::interval(transaction::TICK);
+    let mut quiet = tokio::time::Instant::now() + transaction::QUIET;
     let mut results = Vec::new();
     let mut failed = false;
     while follows.iter().any(|f| !f.over) {
         let next = tokio::select! {
-            next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
+            next = signals.next() => {
+                quiet = tokio::time::Instant::now() + transaction::QUIET;
+                Ok(next)
+            }
+            // Measured from the last signal, not from each turn of the loop: the ticks
+            // below come more often than that.
+            () = tokio::time::sleep_until(quiet) => {
+                quiet = tokio::time::Instant::now() + transaction::QUIET;
+                Err(())
+            }
             Some(()) = overall.changes.next() => {
                 overall.show(&mut follows[0].display);
                 continue;

@@ -116,11 +116,21 @@ pub async fn run(
     display.follow(kind, 0);
     let mut overall = Overall::watch(conn, &path, display.has_bars()).await?;
     let mut tick = tokio::time::interval(TICK);
+    let mut quiet = tokio::time::Instant::now() + QUIET;
     // The cancel question being asked: the line it waits for.
     let mut question: Option<std::pin::Pin<Box<dyn Future<Output = Answer>>>> = None;
     let finished = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
+            next = signals.next() => {
+                quiet = tokio::time::Instant::now() + QUIET;
+                Ok(next)
+            }
+            // Measured from the last signal, not from each turn of the loop: the ticks
+            // below come more often than that.
+            () = tokio::time::sleep_until(quiet) => {
+                quiet = tokio::time::Instant::now() + QUIET;
+                Err(())
+            }
             Some(()) = overall.changes.next() => {
                 overall.show(display);
                 continue;
@@ -192,6 +202,9 @@ pub async fn run(
     .await;
     Ok(ended)
 }
+
+/// After this long without a signal, spkctl checks that the transaction (and spkd) is there.
+pub const QUIET: Duration = Duration::from_secs(2);
 
 /// How often the figures that change with time alone are redrawn.
 pub const TICK: Duration = Duration::from_millis(500);

@@ -281,3 +281,36 @@ async fn monitor_joining_a_download_shows_the_packages_the_total_and_a_summary()
     let out = installing.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_daemon_that_dies_mid_download_is_reported_while_the_bars_tick() {
+    let env = Env::new(&Repo::new().with(plasma())).await;
+    // 10 KiB/s: the download is far from done when spkd dies.
+    throttle(&env, 1024);
+    let mut installing = env.spawn_spkctl(&["install", "plasma"]);
+    env.server.wait_for_gets(PLASMA_TARBALL, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &env.spkd.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // spkctl redraws every half second, yet notices the silence and asks spkd, which is gone.
+    let status = tokio::time::timeout(Duration::from_secs(20), installing.wait())
+        .await
+        .expect("spkctl noticed that spkd went away")
+        .unwrap();
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    installing
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("spkd went away"), "{stderr}");
+}
