@@ -103,10 +103,19 @@ impl Job {
     }
 
     /// A `Progress(package, activity, done, total)` signal: the package is being worked on
-    /// until its bytes are all there (or its `PackageDone`).
+    /// while it streams, unpacks, installs or is removed; waiting, staged (`unpacked`) and done
+    /// packages are not in flight.
     pub fn package_progress(&mut self, package: &str, activity: Activity, done: u64, total: u64) {
         self.in_flight.retain(|(name, _)| name != package);
-        if total == 0 || done < total {
+        let working = match activity {
+            Activity::Waiting | Activity::Unpacked | Activity::Done => false,
+            Activity::Unpacking => true,
+            Activity::Downloading
+            | Activity::Cached
+            | Activity::Installing
+            | Activity::Removing => total == 0 || done < total,
+        };
+        if working {
             self.in_flight.push((package.to_owned(), activity));
         }
     }
@@ -128,6 +137,8 @@ impl Job {
         // The packages being downloaded first (several at once), else the one being installed.
         for wanted in [
             Activity::Downloading,
+            Activity::Cached,
+            Activity::Unpacking,
             Activity::Installing,
             Activity::Removing,
         ] {
@@ -274,7 +285,13 @@ impl Job {
 fn verb(activity: Activity) -> &'static str {
     match activity {
         Activity::Downloading => "Downloading",
+        Activity::Cached => "Reading cached",
+        Activity::Unpacking => "Unpacking",
         Activity::Installing => "Installing",
         Activity::Removing => "Removing",
+        // Never in flight (see `package_progress`).
+        Activity::Waiting => "Waiting for",
+        Activity::Unpacked => "Unpacked",
+        Activity::Done => "Done with",
     }
 }

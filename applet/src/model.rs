@@ -851,6 +851,28 @@ mod tests {
     }
 
     #[test]
+    fn the_tooltip_follows_the_newer_stages_and_skips_waiting_ones() {
+        let t = "/t/1";
+        let mut m = upgrading(t);
+        // Waiting packages are not being worked on; a cached one is read, not downloaded.
+        m.package_progress(t, "kate", Activity::Waiting, 0, 100);
+        m.package_progress(t, "mesa", Activity::Cached, 5, 100);
+        assert_eq!(m.view().tooltip_body, "Reading cached mesa");
+        // Unpacking shows with all its bytes in; unpacked and done packages are not in flight.
+        m.package_progress(t, "mesa", Activity::Unpacking, 100, 100);
+        assert_eq!(m.view().tooltip_body, "Unpacking mesa");
+        m.package_progress(t, "mesa", Activity::Unpacked, 100, 100);
+        m.package_progress(t, "kate", Activity::Installing, 0, 1);
+        assert_eq!(m.view().tooltip_body, "Installing kate");
+        m.package_progress(t, "kate", Activity::Done, 1, 1);
+        assert!(
+            !m.view().tooltip_body.contains("kate"),
+            "{}",
+            m.view().tooltip_body
+        );
+    }
+
+    #[test]
     fn a_cancelled_update_says_what_was_and_was_not_changed() {
         let mut m = upgrading("/t/1");
         let ended = m.transaction_finished("/t/1", State::Cancelled, "cancelled");

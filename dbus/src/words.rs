@@ -162,11 +162,33 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// What one package is going through: the `stage` argument of `Progress`.
+    /// What one package is going through: the `stage` argument of `Progress`. An install goes
+    /// `waiting → downloading | cached → unpacking → unpacked → installing → done` (download
+    /// only: `waiting → downloading | cached → done`), a removal `waiting → removing → done`.
+    /// `done`/`total` are the tarball's bytes while they stream (`downloading`, `cached`), else
+    /// a step count (0 or 1 of 1) or the bytes already streamed.
     pub enum Activity {
+        /// Its bytes come from the network.
         Downloading = "downloading",
         Installing = "installing",
         Removing = "removing",
+        /// Planned; its turn has not come yet.
+        Waiting = "waiting",
+        /// Its bytes come from the download cache: nothing of it is downloaded.
+        Cached = "cached",
+        /// Every byte is in; the last of them are being unpacked.
+        Unpacking = "unpacking",
+        /// Verified and unpacked into staging; its commit comes next.
+        Unpacked = "unpacked",
+        /// Committed, removed, or (download only) kept in the cache.
+        Done = "done",
+    }
+}
+
+impl Activity {
+    /// Whether the package's tarball bytes are moving (`done` of `total` bytes).
+    pub fn is_streaming(self) -> bool {
+        matches!(self, Activity::Downloading | Activity::Cached)
     }
 }
 

@@ -123,7 +123,7 @@ impl Engine {
                 "committed"
             );
             work.notice_all(notices);
-            work.reporter.stage(&entry.name, Stage::Installing, 1, 1);
+            work.reporter.stage(&entry.name, Stage::Done, 1, 1);
             work.reporter.package_done(&entry.name, &entry.version);
             if let Some(change) = planned.iter().find(|c| c.name == entry.name) {
                 work.done.push(change.clone());

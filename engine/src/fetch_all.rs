@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::fetch_unpack::{self, FetchContext, Target};
 use crate::manifest::FileRecord;
 use crate::planning::Planned;
+use crate::progress::Stage;
 use crate::transact::Work;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -34,7 +35,6 @@ impl PackageJob {
             .reporter
             .package(&name, planned.available.entry.size);
         self.ctx.reporter.current(&name);
-        progress.start();
         let started = std::time::Instant::now();
         let target = Target {
             pkg: &planned.available,
@@ -45,6 +45,11 @@ impl PackageJob {
         let unpacked = fetch_unpack::fetch_and_unpack(&self.ctx, target)
             .instrument(tracing::info_span!("stage", package = %name))
             .await?;
+        progress.finished(if self.mode == fetch_unpack::Mode::Fetch {
+            Stage::Done
+        } else {
+            Stage::Unpacked
+        });
         tracing::info!(
             package = %name,
             files = unpacked.records.len(),

@@ -83,6 +83,7 @@ pub async fn fetch_and_unpack(ctx: &FetchContext, target: Target<'_>) -> Result<
         // No digest (allowed by `allow_unverified`): never read from or put into the cache,
         // which is named by verified sha256, and no `.part` resumed across transactions, as
         // nothing could tell a stale part from a good one.
+        progress.start(false);
         let download = fetch::start(http, &pkg.urls, 0, retry);
         let source = Source {
             url: download.url.clone(),
@@ -91,6 +92,7 @@ pub async fn fetch_and_unpack(ctx: &FetchContext, target: Target<'_>) -> Result<
     }
     let cached = crate::cache::file(cache_dir, &pkg.entry.sha256);
     if let Ok(file) = tokio::fs::File::open(&cached).await {
+        progress.start(true);
         let source = Source::fixed(cached.display().to_string());
         match verify_and_unpack(target, Box::new(file), &source, None, cancel).await {
             Ok(records) => return Ok(records),
@@ -122,6 +124,7 @@ pub async fn fetch_and_unpack(ctx: &FetchContext, target: Target<'_>) -> Result<
             pkg.entry.version
         )));
     }
+    progress.start(false);
     create_dir(cache_dir)?;
     let part = cached.with_extension("xz.part");
     let (body, tee, source, validator) = resume_or_start(ctx, pkg, &part).await?;
@@ -279,7 +282,13 @@ async fn verify_and_unpack(
     let outcome = loop {
         tokio::select! {
             r = &mut work => break r,
-            _ = tick.tick() => progress.bytes(counter.get()),
+            _ = tick.tick() => {
+                let done = counter.get();
+                progress.bytes(done);
+                if done >= pkg.entry.size && mode != Mode::Fetch {
+                    progress.unpacking();
+                }
+            }
             () = cancel.cancelled() => return Err(Error::Cancelled),
         }
     };

@@ -3,6 +3,7 @@
 //! unpack: 90 %) and the commits (10 %), and never goes down.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
@@ -39,20 +40,38 @@ impl TxState {
     }
 }
 
-/// What a package is going through, as named in `Progress` signals.
+/// What a package is going through, as named in `Progress` signals. A package installs
+/// `Waiting → Downloading | Cached → Unpacking → Unpacked → Installing → Done` (download-only:
+/// `Waiting → Downloading | Cached → Done`) and is removed `Waiting → Removing → Done`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Planned; its turn has not come yet.
+    Waiting,
+    /// Its bytes come from the network (done/total: bytes of the tarball).
     Downloading,
+    /// Its bytes come from the download cache: nothing is downloaded.
+    Cached,
+    /// Every byte is in; the decoder and unpacker finish the last of them.
+    Unpacking,
+    /// Verified and unpacked into staging; waits for its commit.
+    Unpacked,
     Installing,
     Removing,
+    /// Committed, removed, or (download-only) in the cache.
+    Done,
 }
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Waiting => "waiting",
             Stage::Downloading => "downloading",
+            Stage::Cached => "cached",
+            Stage::Unpacking => "unpacking",
+            Stage::Unpacked => "unpacked",
             Stage::Installing => "installing",
             Stage::Removing => "removing",
+            Stage::Done => "done",
         }
     }
 }
@@ -195,6 +214,8 @@ impl Reporter {
             reporter: self.clone(),
             name: name.to_owned(),
             total,
+            from_cache: AtomicBool::new(false),
+            unpacking: AtomicBool::new(false),
         }
     }
 
@@ -239,13 +260,44 @@ pub struct PackageProgress {
     reporter: Reporter,
     name: String,
     total: u64,
+    /// The bytes come from the download cache (else from the network).
+    from_cache: AtomicBool,
+    /// `Unpacking` was announced for the current stream.
+    unpacking: AtomicBool,
 }
 
 impl PackageProgress {
-    /// Announce the package's stream before its first byte (a stalled server shows too).
-    pub fn start(&self) {
+    /// The stage its bytes are in while they stream: from the cache or the network.
+    fn streaming(&self) -> Stage {
+        if self.from_cache.load(Ordering::Relaxed) {
+            Stage::Cached
+        } else {
+            Stage::Downloading
+        }
+    }
+
+    /// Announce the package's stream before its first byte (a stalled server shows too):
+    /// `from_cache` says where the bytes come from.
+    pub fn start(&self, from_cache: bool) {
+        self.from_cache.store(from_cache, Ordering::Relaxed);
+        self.unpacking.store(false, Ordering::Relaxed);
         self.reporter
-            .stage(&self.name, Stage::Downloading, 0, self.total);
+            .stage(&self.name, self.streaming(), 0, self.total);
+    }
+
+    /// Every byte is in; the unpacker finishes (announced once per stream).
+    pub fn unpacking(&self) {
+        if !self.unpacking.swap(true, Ordering::Relaxed) {
+            self.reporter
+                .stage(&self.name, Stage::Unpacking, self.total, self.total);
+        }
+    }
+
+    /// The stream ended and passed every check: staged (`unpacked`), or in the cache for a
+    /// download-only transaction (`done`).
+    pub fn finished(&self, stage: Stage) {
+        self.reporter
+            .stage(&self.name, stage, self.total, self.total);
     }
 
     pub fn bytes(&self, done: u64) {
@@ -261,8 +313,10 @@ impl PackageProgress {
             }
             entry.0 = done;
         }
-        self.reporter
-            .stage(&self.name, Stage::Downloading, done, self.total);
+        if !self.unpacking.load(Ordering::Relaxed) {
+            self.reporter
+                .stage(&self.name, self.streaming(), done, self.total);
+        }
         self.reporter.overall();
     }
 
@@ -299,5 +353,33 @@ mod tests {
             }
         }
         assert!((45..100).contains(&last), "{last}");
+    }
+
+    #[test]
+    fn a_stream_says_where_its_bytes_come_from_and_when_they_are_all_in() {
+        let (r, mut rx) = Reporter::new();
+        let a = r.package("a", 100);
+        a.start(true);
+        a.bytes(50);
+        a.bytes(100);
+        a.unpacking();
+        a.unpacking();
+        a.finished(Stage::Unpacked);
+        let mut stages = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            if let Event::Progress { stage, done, .. } = ev {
+                stages.push((stage, done));
+            }
+        }
+        assert_eq!(
+            stages,
+            [
+                (Stage::Cached, 0),
+                (Stage::Cached, 50),
+                (Stage::Cached, 100),
+                (Stage::Unpacking, 100),
+                (Stage::Unpacked, 100),
+            ]
+        );
     }
 }

@@ -256,6 +256,9 @@ impl Engine {
             .collect();
         let commits = if options.download_only { 0 } else { plan.len() };
         work.reporter.plan(&streams, commits);
+        for (name, size) in &streams {
+            work.reporter.stage(name, Stage::Waiting, 0, *size);
+        }
         work.reporter.state(TxState::Downloading);
 
         let staged = self
@@ -335,6 +338,9 @@ impl Engine {
             record_change(&mut pre, &p.name, Some(p), None);
         }
         work.reporter.plan(&[], packages.len());
+        for p in &packages {
+            work.reporter.stage(&p.name, Stage::Waiting, 0, 1);
+        }
         work.reporter.state(TxState::Installing);
         self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
             .await?;
@@ -372,7 +378,7 @@ impl Engine {
             post.extend(gone);
             work.notice_all(notices);
             self.prune_cache(std::iter::once(name.as_str()));
-            work.reporter.stage(&name, Stage::Removing, 1, 1);
+            work.reporter.stage(&name, Stage::Done, 1, 1);
             work.reporter.package_done(&name, &version);
             work.done.push(change);
         }

@@ -12,6 +12,7 @@ mod offline;
 mod packages;
 mod plan;
 mod prompt;
+mod rate;
 mod transaction;
 mod usage;
 
@@ -256,7 +257,7 @@ async fn review(
 ) -> Result<Review, Failure> {
     // A rollback takes only what the cache holds: no refresh.
     if !matches!(change.kind, Kind::Remove | Kind::Rollback) {
-        let mut quiet = Display::Quiet;
+        let mut quiet = Display::quiet();
         let refreshed = transaction::run(
             conn,
             manager,

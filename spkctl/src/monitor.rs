@@ -1,16 +1,15 @@
 //! `spkctl monitor` and `spkctl cancel`: attach to transactions that are already running,
 //! whoever started them (another spkctl, the applet, a boot check).
 
-use std::collections::HashSet;
-use std::time::Duration;
+use std::time::Instant;
 
 use futures_util::StreamExt;
-use spk_dbus::{ManagerProxy, State, TransactionProxy, TransactionSignal};
+use spk_dbus::{Kind, ManagerProxy, Notice, State, TransactionProxy, TransactionSignal};
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::connect::Failure;
 use crate::display::Display;
-use crate::transaction;
+use crate::transaction::{self, Overall};
 
 async fn proxy<'a>(
     conn: &zbus::Connection,
@@ -76,6 +75,40 @@ async fn named(
     Ok((path, t))
 }
 
+/// One transaction being followed.
+struct Follow {
+    path: OwnedObjectPath,
+    proxy: TransactionProxy<'static>,
+    kind: Kind,
+    display: Display,
+    done: Vec<(String, String)>,
+    notices: Vec<Notice>,
+    started: Instant,
+    over: bool,
+}
+
+/// `transaction 7`: how a person names the transaction at `path`.
+fn label(path: &OwnedObjectPath) -> String {
+    let n = path.as_str().rsplit('/').next().unwrap_or_default();
+    format!("transaction {n}")
+}
+
+/// `Following transaction 7: upgrade plasma, qt6 (uid 0)`.
+fn header(path: &OwnedObjectPath, kind: Kind, packages: &[String], uid: u32) -> String {
+    let what = if packages.is_empty() {
+        match kind {
+            Kind::Upgrade => " of everything upgradable".to_owned(),
+            _ => String::new(),
+        }
+    } else {
+        format!(" {}", packages.join(", "))
+    };
+    format!("Following {}: {kind}{what} (uid {uid})", label(path))
+}
+
+/// Follow the running transactions to their ends, each shown as the command that started it
+/// shows it (the first with bars on a terminal, others in plain lines), each closed by its
+/// summary line.
 pub async fn monitor(
     conn: &zbus::Connection,
     manager: &ManagerProxy<'_>,
@@ -97,68 +130,102 @@ pub async fn monitor(
         }
         return Ok(0);
     }
-    let mut waiting: HashSet<String> = HashSet::new();
-    for (path, t) in &active {
-        let kind = t.kind().await.map(|k| k.as_str()).unwrap_or_default();
-        let packages = t.packages().await.unwrap_or_default().join(" ");
-        let uid = t.requester().await.unwrap_or(0);
+    let mut follows = Vec::new();
+    for (path, proxy) in active {
+        // A transaction that vanished meanwhile is not followed.
+        let Ok(kind) = proxy.kind().await else {
+            continue;
+        };
+        let packages = proxy.packages().await.unwrap_or_default();
+        let uid = proxy.requester().await.unwrap_or(0);
         if !json {
-            println!("Following {path}: {kind} {packages} (uid {uid})");
+            println!("{}", header(&path, kind, &packages, uid));
         }
-        waiting.insert(path.to_string());
+        // One set of bars on the screen: the first transaction's.
+        let mut display = if follows.is_empty() {
+            std::mem::replace(display, Display::quiet())
+        } else {
+            Display::new(json, true)
+        };
+        display.follow(kind, packages.len());
+        follows.push(Follow {
+            path,
+            proxy,
+            kind,
+            display,
+            done: Vec::new(),
+            notices: Vec::new(),
+            started: Instant::now(),
+            over: false,
+        });
     }
+    let Some(first) = follows.first_mut() else {
+        return Ok(0);
+    };
+    let mut overall = Overall::watch(conn, &first.path, first.display.has_bars()).await?;
+    overall.show(&mut first.display);
+    let mut tick = tokio::time::interval(transaction::TICK);
+    let mut quiet = tokio::time::Instant::now() + transaction::QUIET;
     let mut results = Vec::new();
     let mut failed = false;
-    while !waiting.is_empty() {
-        let msg = match tokio::time::timeout(Duration::from_secs(2), signals.next()).await {
+    while follows.iter().any(|f| !f.over) {
+        let next = tokio::select! {
+            next = signals.next() => {
+                quiet = tokio::time::Instant::now() + transaction::QUIET;
+                Ok(next)
+            }
+            // Measured from the last signal, not from each turn of the loop: the ticks
+            // below come more often than that.
+            () = tokio::time::sleep_until(quiet) => {
+                quiet = tokio::time::Instant::now() + transaction::QUIET;
+                Err(())
+            }
+            Some(()) = overall.changes.next() => {
+                overall.show(&mut follows[0].display);
+                continue;
+            }
+            _ = tick.tick() => {
+                for f in &mut follows {
+                    f.display.tick();
+                }
+                continue;
+            }
+        };
+        let msg = match next {
             Ok(Some(Ok(msg))) => msg,
             Ok(Some(Err(e))) => return Err(e.into()),
             Ok(None) => return Err(Failure::unreachable("the connection closed")),
             Err(_) => {
                 // Re-check: a transaction may have ended before we subscribed.
-                for (path, t) in &active {
-                    if let Ok(state) = t.state().await
+                for f in follows.iter_mut().filter(|f| !f.over) {
+                    if let Ok(state) = f.proxy.state().await
                         && state.is_final()
-                        && waiting.remove(path.as_str())
                     {
-                        let message = t.error_message().await.unwrap_or_default();
+                        let name = f.proxy.error_name().await.unwrap_or_default();
+                        let message = f.proxy.error_message().await.unwrap_or_default();
                         failed |= state != State::Finished;
-                        report(json, &mut results, path.as_str(), state, &message);
+                        close(f, (state, name, message), json, &mut results).await;
                     }
                 }
                 continue;
             }
         };
         let header = msg.header();
-        let Some(path) = header.path().map(|p| p.to_string()) else {
+        let Some(f) = follows
+            .iter_mut()
+            .find(|f| !f.over && header.path().is_some_and(|p| p.as_str() == f.path.as_str()))
+        else {
             continue;
         };
-        if !waiting.contains(&path) {
-            continue;
-        }
-        match TransactionSignal::from_message(&msg) {
-            Some(TransactionSignal::Progress {
-                package,
-                activity,
-                done,
-                total,
-            }) => display.progress(&package, activity, done, total),
-            Some(TransactionSignal::PackageDone { name, version }) => {
-                display.package_done("done:", &name, &version);
+        if let Some(signal) = TransactionSignal::from_message(&msg)
+            && let Some(finished) =
+                transaction::shown(&mut f.display, f.kind, signal, &mut f.done, &mut f.notices)
+        {
+            if f.display.has_bars() {
+                overall.show(&mut f.display);
             }
-            Some(TransactionSignal::Finished { state, message, .. }) => {
-                waiting.remove(&path);
-                display.finish();
-                failed |= state != State::Finished;
-                report(json, &mut results, &path, state, &message);
-            }
-            Some(TransactionSignal::Hook {
-                description,
-                state,
-                output,
-                ..
-            }) => display.hook(&description, state, &output),
-            Some(TransactionSignal::Notice(_)) | None => {}
+            failed |= finished.0 != State::Finished;
+            close(f, finished, json, &mut results).await;
         }
     }
     if json {
@@ -167,21 +234,42 @@ pub async fn monitor(
     Ok(if failed { 1 } else { 0 })
 }
 
-fn report(
+/// `f` ended as `finished` says: its summary line (or JSON row).
+async fn close(
+    f: &mut Follow,
+    finished: (State, String, String),
     json: bool,
     results: &mut Vec<serde_json::Value>,
-    path: &str,
-    state: State,
-    message: &str,
 ) {
+    f.over = true;
+    let ended = transaction::ended(
+        &f.proxy,
+        &mut f.display,
+        f.path.clone(),
+        finished,
+        std::mem::take(&mut f.done),
+        std::mem::take(&mut f.notices),
+        f.started,
+        true,
+    )
+    .await;
     if json {
-        results.push(
-            serde_json::json!({"transaction": path, "state": state.as_str(), "error-message": message}),
-        );
-    } else if message.is_empty() {
-        println!("{path}: {state}");
+        results.push(serde_json::json!({
+            "transaction": ended.path.as_str(),
+            "state": ended.state.as_str(),
+            "error-message": ended.error_message,
+        }));
+    } else if ended.succeeded() {
+        println!("{}", transaction::summary(f.kind, &ended));
+    } else if ended.error_message.is_empty() {
+        println!("The {} {}.", label(&f.path), ended.state);
     } else {
-        println!("{path}: {state}: {message}");
+        println!(
+            "The {} {}: {}",
+            label(&f.path),
+            ended.state,
+            ended.error_message
+        );
     }
 }
 

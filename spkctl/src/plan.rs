@@ -51,8 +51,18 @@ pub fn text(changes: &[PlannedChange]) -> String {
     if changes.iter().all(|c| c.action == ChangeAction::Remove) {
         out.push_str(&format!("Frees about {}.\n", human_bytes(size)));
     } else {
+        // Packages whose tarball the cache holds: nothing of theirs is downloaded.
+        let cached = changes
+            .iter()
+            .filter(|c| c.action != ChangeAction::Remove && c.download == 0)
+            .count();
+        let from_cache = match cached {
+            0 => String::new(),
+            1 => " (1 package from the cache)".to_owned(),
+            n => format!(" ({n} packages from the cache)"),
+        };
         out.push_str(&format!(
-            "Download {}; installed size {}.\n",
+            "Download {}{from_cache}; installed size {}.\n",
             human_bytes(download),
             human_bytes(size)
         ));

@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use spk_dbus::{
     ChangeOptions, Kind, ManagerProxy, Notice, State, TRANSACTION_INTERFACE, TransactionProxy,
     TransactionSignal,
@@ -13,14 +14,14 @@ use zbus::zvariant::OwnedObjectPath;
 use zbus::{MatchRule, MessageStream};
 
 use crate::connect::Failure;
-use crate::display::{Display, human_bytes};
+use crate::display::{Display, Transfer, human_bytes};
 use crate::prompt::{self, Reply};
 
 /// A line read at the terminal (`None` at the end of input).
 type Answer = std::io::Result<Option<String>>;
 
 /// What a finished transaction of `kind` did to its packages, for the summary line.
-fn verb(kind: Kind) -> &'static str {
+pub fn verb(kind: Kind) -> &'static str {
     match kind {
         Kind::Refresh => "refreshed",
         Kind::Install => "installed",
@@ -40,8 +41,13 @@ pub struct Ended {
     pub error_message: String,
     pub done: Vec<(String, String)>,
     pub notices: Vec<Notice>,
-    pub bytes: u64,
+    /// Where the streamed bytes came from.
+    pub transfer: Transfer,
+    /// Packages only fetched into the cache (download-only).
+    pub fetched: Vec<String>,
     pub elapsed: Duration,
+    /// It was joined while running (`monitor`): `elapsed` is the time followed.
+    pub joined: bool,
 }
 
 impl Ended {
@@ -105,38 +111,32 @@ pub async fn run(
         .await?;
     let mut done = Vec::new();
     let mut notices = Vec::new();
-    // On a terminal the overall line follows the transaction's own properties as spkd announces
-    // their changes (PropertiesChanged, kept by a caching proxy): no polling.
-    let watched = if display.has_bars() {
-        Some(
-            TransactionProxy::builder(conn)
-                .path(path.clone())?
-                .build()
-                .await?,
-        )
-    } else {
-        None
-    };
-    let mut overall_changes = match &watched {
-        Some(p) => futures_util::stream::select(
-            p.receive_percentage_changed().await.map(|_| ()),
-            p.receive_bytes_done_changed().await.map(|_| ()),
-        )
-        .boxed(),
-        None => futures_util::stream::pending().boxed(),
-    };
+    // The count of packages comes from spkd's `waiting` announcements (names asked for may
+    // be up to date already).
+    display.follow(kind, 0);
+    let mut overall = Overall::watch(conn, &path, display.has_bars()).await?;
+    let mut tick = tokio::time::interval(TICK);
+    let mut quiet = tokio::time::Instant::now() + QUIET;
     // The cancel question being asked: the line it waits for.
     let mut question: Option<std::pin::Pin<Box<dyn Future<Output = Answer>>>> = None;
     let finished = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(Duration::from_secs(2), signals.next()) => next,
-            Some(()) = overall_changes.next() => {
-                if let Some(p) = &watched
-                    && let (Ok(Some(pct)), Ok(Some(done)), Ok(Some(total))) =
-                        (p.cached_percentage(), p.cached_bytes_done(), p.cached_bytes_total())
-                {
-                    display.overall(pct, done, total);
-                }
+            next = signals.next() => {
+                quiet = tokio::time::Instant::now() + QUIET;
+                Ok(next)
+            }
+            // Measured from the last signal, not from each turn of the loop: the ticks
+            // below come more often than that.
+            () = tokio::time::sleep_until(quiet) => {
+                quiet = tokio::time::Instant::now() + QUIET;
+                Err(())
+            }
+            Some(()) = overall.changes.next() => {
+                overall.show(display);
+                continue;
+            }
+            _ = tick.tick() => {
+                display.tick();
                 continue;
             }
             Some(()) = interrupts.next() => {
@@ -185,72 +185,179 @@ pub async fn run(
         if msg.header().path().map(|p| p.as_str()) != Some(path.as_str()) {
             continue;
         }
-        match TransactionSignal::from_message(&msg) {
-            Some(TransactionSignal::Progress {
-                package,
-                activity,
-                done,
-                total,
-            }) => display.progress(&package, activity, done, total),
-            Some(TransactionSignal::PackageDone { name, version }) => {
-                display.package_done(verb(kind), &name, &version);
-                done.push((name, version));
-            }
-            Some(TransactionSignal::Hook {
-                description,
-                state,
-                output,
-                ..
-            }) => display.hook(&description, state, &output),
-            Some(TransactionSignal::Notice(n)) => notices.push(n),
-            Some(TransactionSignal::Finished {
-                state,
-                error_name,
-                message,
-            }) => break (state, error_name, message),
-            None => {}
+        if let Some(signal) = TransactionSignal::from_message(&msg)
+            && let Some(finished) = shown(display, kind, signal, &mut done, &mut notices)
+        {
+            break finished;
         }
     };
     if question.take().is_some() {
         // Ended before the question was answered: the question no longer stands.
         eprintln!();
     }
-    display.finish();
-    let bytes = proxy.bytes_total().await.unwrap_or(0);
-    Ok(Ended {
+    overall.show(display);
+    let ended = ended(
+        &proxy, display, path, finished, done, notices, started, false,
+    )
+    .await;
+    Ok(ended)
+}
+
+/// After this long without a signal, spkctl checks that the transaction (and spkd) is there.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// How often the figures that change with time alone are redrawn.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// A transaction signal onto `display`, `done` and `notices`; its end, when it is `Finished`.
+pub fn shown(
+    display: &mut Display,
+    kind: Kind,
+    signal: TransactionSignal,
+    done: &mut Vec<(String, String)>,
+    notices: &mut Vec<Notice>,
+) -> Option<(State, String, String)> {
+    match signal {
+        TransactionSignal::Progress {
+            package,
+            activity,
+            done,
+            total,
+        } => display.progress(&package, activity, done, total),
+        TransactionSignal::PackageDone { name, version } => {
+            display.package_done(verb(kind), &name, &version);
+            done.push((name, version));
+        }
+        TransactionSignal::Hook {
+            description,
+            state,
+            output,
+            ..
+        } => display.hook(&description, state, &output),
+        TransactionSignal::Notice(n) => notices.push(n),
+        TransactionSignal::Finished {
+            state,
+            error_name,
+            message,
+        } => return Some((state, error_name, message)),
+    }
+    None
+}
+
+/// The account of a transaction that ended as `finished` says, its display finished.
+#[allow(clippy::too_many_arguments)]
+pub async fn ended(
+    proxy: &TransactionProxy<'_>,
+    display: &mut Display,
+    path: OwnedObjectPath,
+    finished: (State, String, String),
+    done: Vec<(String, String)>,
+    notices: Vec<Notice>,
+    started: Instant,
+    joined: bool,
+) -> Ended {
+    display.finish(finished.0 == State::Finished);
+    let bytes_total = proxy.bytes_total().await.unwrap_or(0);
+    Ended {
         path,
         state: finished.0,
         error_name: finished.1,
         error_message: finished.2,
         done,
         notices,
-        bytes,
+        transfer: display.transfer(bytes_total),
+        fetched: display.fetched(),
         elapsed: started.elapsed(),
-    })
+        joined,
+    }
 }
 
-/// The one line that closes a transaction for a person.
+/// The transaction's own `Percentage`, `BytesDone` and `BytesTotal`, followed as spkd announces
+/// their changes (PropertiesChanged, kept by a caching proxy): no polling. Only for bars.
+pub struct Overall {
+    proxy: Option<TransactionProxy<'static>>,
+    pub changes: BoxStream<'static, ()>,
+}
+
+impl Overall {
+    pub async fn watch(
+        conn: &zbus::Connection,
+        path: &OwnedObjectPath,
+        on: bool,
+    ) -> Result<Overall, Failure> {
+        if !on {
+            return Ok(Overall {
+                proxy: None,
+                changes: futures_util::stream::pending().boxed(),
+            });
+        }
+        let proxy = TransactionProxy::builder(conn)
+            .path(path.clone())?
+            .build()
+            .await?;
+        let changes = futures_util::stream::select(
+            proxy.receive_percentage_changed().await.map(|_| ()),
+            proxy.receive_bytes_done_changed().await.map(|_| ()),
+        )
+        .boxed();
+        Ok(Overall {
+            proxy: Some(proxy),
+            changes,
+        })
+    }
+
+    /// The figures as last announced onto `display`.
+    pub fn show(&self, display: &mut Display) {
+        if let Some(p) = &self.proxy
+            && let (Ok(Some(pct)), Ok(Some(done)), Ok(Some(total))) = (
+                p.cached_percentage(),
+                p.cached_bytes_done(),
+                p.cached_bytes_total(),
+            )
+        {
+            display.overall(pct, done, total);
+        }
+    }
+}
+
+/// The one line that closes a transaction for a person: what it did to which packages, in how
+/// long, and where their bytes came from (the same figures as the plan's "Download").
 pub fn summary(kind: Kind, ended: &Ended) -> String {
     let secs = ended.elapsed.as_secs_f64();
+    let time = if ended.joined {
+        format!(", followed for {secs:.1} s")
+    } else {
+        format!(" in {secs:.1} s")
+    };
     if !ended.succeeded() {
         return format!("{} after {secs:.1} s", ended.state);
     }
-    if ended.done.is_empty() {
+    let (verb, list): (&str, Vec<String>) = if !ended.done.is_empty() {
+        (
+            verb(kind),
+            ended.done.iter().map(|(n, v)| format!("{n} {v}")).collect(),
+        )
+    } else if !ended.fetched.is_empty() {
+        ("fetched", ended.fetched.clone())
+    } else {
         return match kind {
             Kind::Remove => "Nothing to remove.".to_owned(),
             _ => "Nothing to do: everything requested is installed and up to date.".to_owned(),
         };
-    }
-    let list: Vec<String> = ended.done.iter().map(|(n, v)| format!("{n} {v}")).collect();
+    };
     let mut line = format!(
-        "{} {} package{} ({}) in {secs:.1} s",
-        capitalize(verb(kind)),
-        ended.done.len(),
-        if ended.done.len() == 1 { "" } else { "s" },
+        "{} {} package{} ({}){time}",
+        capitalize(verb),
+        list.len(),
+        if list.len() == 1 { "" } else { "s" },
         list.join(", ")
     );
-    if !matches!(kind, Kind::Remove | Kind::Rollback) {
-        line.push_str(&format!(", {} downloaded", human_bytes(ended.bytes)));
+    let Transfer { downloaded, cached } = ended.transfer;
+    if kind != Kind::Remove && (downloaded > 0 || cached > 0 || kind != Kind::Rollback) {
+        line.push_str(&format!(", {} downloaded", human_bytes(downloaded)));
+        if cached > 0 {
+            line.push_str(&format!(", {} from cache", human_bytes(cached)));
+        }
     }
     line.push('.');
     line

@@ -237,21 +237,21 @@ async fn monitor_follows_a_transaction_started_by_another_client() {
         .lines()
         .find(|l| l.starts_with("Following "))
         .unwrap_or_else(|| panic!("no `Following` line:\n{plain}"));
-    assert!(
-        following.starts_with(&format!("Following {}: ", path.as_str()))
-            && following.to_lowercase().contains("install plasma (uid 0)"),
+    let number = path.as_str().rsplit('/').next().unwrap();
+    assert_eq!(
+        following,
+        format!("Following transaction {number}: install plasma (uid 0)"),
         "{plain}"
     );
     assert!(
-        plain.stdout.contains("done: plasma 1"),
+        plain.stdout.contains("installed plasma 1"),
         "monitor shows the progress of the followed transaction:\n{plain}"
     );
     assert!(
-        plain
-            .stdout
-            .lines()
-            .any(|l| l == format!("{}: finished", path.as_str())),
-        "{plain}"
+        plain.stdout.lines().last().is_some_and(|l| l
+            .starts_with("Installed 1 package (plasma 1), followed for ")
+            && l.ends_with(" downloaded.")),
+        "it ends with the summary line of the command that started it:\n{plain}"
     );
     json.assert_success();
     assert_eq!(
@@ -758,8 +758,10 @@ async fn a_terminal_shows_progress_and_one_summary_line() {
     assert!(
         plain
             .split(['\r', '\n'])
-            .any(|l| l.trim_start().starts_with("total") && l.contains("% ") && l.contains('[')),
-        "no overall line with the transaction's percentage and a bar: {run}"
+            .any(|l| l.trim_start().starts_with("total ")
+                && l.contains(" of 1 done")
+                && l.contains('[')),
+        "no total line with the packages done and a bar: {run}"
     );
     let summary: Vec<&str> = plain
         .split(['\r', '\n'])

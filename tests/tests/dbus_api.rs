@@ -54,11 +54,35 @@ async fn install_reports_progress_package_done_and_finished() {
     );
     for p in &log.progress {
         assert!(
-            ["downloading", "installing", "removing"].contains(&p.stage.as_str()),
+            [
+                "waiting",
+                "downloading",
+                "cached",
+                "unpacking",
+                "unpacked",
+                "installing",
+                "removing",
+                "done"
+            ]
+            .contains(&p.stage.as_str()),
             "unknown stage: {p:?}"
         );
         assert!(p.done <= p.total, "done > total: {p:?}");
     }
+    // The stages in the order a package goes through them (unpacking may be too short to be
+    // announced): each first seen after the one before it.
+    let mut stages: Vec<&str> = Vec::new();
+    for p in &log.progress {
+        if stages.last() != Some(&p.stage.as_str()) {
+            stages.push(p.stage.as_str());
+        }
+    }
+    stages.retain(|s| *s != "unpacking");
+    assert_eq!(
+        stages,
+        ["waiting", "downloading", "unpacked", "installing", "done"],
+        "{log:#?}"
+    );
     for stage in ["downloading", "installing"] {
         let done: Vec<u64> = log
             .progress

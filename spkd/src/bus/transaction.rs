@@ -11,7 +11,7 @@ use zbus::{Connection, interface};
 
 use super::errors::{BusError, error_name};
 use super::wire;
-use spk_engine::{Engine, Event, Outcome, Reporter, Request};
+use spk_engine::{Engine, Event, Outcome, Reporter, Request, Stage};
 
 /// One transaction's object: its properties are these fields, changed by [`run`] through
 /// `get_mut()` and announced with the generated `*_changed`.
@@ -192,7 +192,22 @@ pub async fn run(
             result
         }
     });
-    while let Some(event) = events.recv().await {
+    let mut roll_call = RollCall::default();
+    let mut tick = tokio::time::interval(ROLL_CALL);
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = tick.tick() => {
+                if let Err(e) = roll_call.repeat(&iface).await {
+                    tracing::debug!(error = %e, "could not repeat a Progress signal");
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else {
+            break;
+        };
+        roll_call.note(&event);
         if let Err(e) = mirror(&iface, event).await {
             tracing::debug!(error = %e, "could not emit a transaction signal");
         }
@@ -234,6 +249,51 @@ pub async fn run(
         tracing::warn!(error = %e, "could not emit Finished");
     }
     result
+}
+
+/// How often a package whose stage has not been announced for a while is announced again.
+const ROLL_CALL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last `Progress` of every package not yet done, repeated about every [`ROLL_CALL`] while
+/// it stands: a client that joins a running transaction (`spkctl monitor`) learns within
+/// that time of every package, also those waiting or unpacked, whose stages do not move.
+#[derive(Default)]
+struct RollCall {
+    last: Vec<(String, Stage, u64, u64, std::time::Instant)>,
+}
+
+impl RollCall {
+    fn note(&mut self, event: &Event) {
+        let Event::Progress {
+            package,
+            stage,
+            done,
+            total,
+        } = event
+        else {
+            return;
+        };
+        self.last.retain(|(name, ..)| name != package);
+        if *stage != Stage::Done {
+            let now = std::time::Instant::now();
+            self.last
+                .push((package.clone(), *stage, *done, *total, now));
+        }
+    }
+
+    async fn repeat(&mut self, iface: &InterfaceRef<Transaction>) -> zbus::Result<()> {
+        let emitter = iface.signal_emitter();
+        let now = std::time::Instant::now();
+        for (package, stage, done, total, at) in &mut self.last {
+            // Half the period: what was announced just after a tick is repeated at the next.
+            if now.duration_since(*at) >= ROLL_CALL / 2 {
+                *at = now;
+                Transaction::progress(emitter, package, wire::activity(*stage), *done, *total)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One engine event onto the transaction's object: a property change (only when the value

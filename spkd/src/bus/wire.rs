@@ -64,9 +64,14 @@ pub fn state(s: TxState) -> State {
 
 pub fn activity(s: Stage) -> Activity {
     match s {
+        Stage::Waiting => Activity::Waiting,
         Stage::Downloading => Activity::Downloading,
+        Stage::Cached => Activity::Cached,
+        Stage::Unpacking => Activity::Unpacking,
+        Stage::Unpacked => Activity::Unpacked,
         Stage::Installing => Activity::Installing,
         Stage::Removing => Activity::Removing,
+        Stage::Done => Activity::Done,
     }
 }
 
