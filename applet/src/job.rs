@@ -106,7 +106,6 @@ impl Job {
     /// while it streams, unpacks, installs or is removed; waiting, staged (`unpacked`) and done
     /// packages are not in flight.
     pub fn package_progress(&mut self, package: &str, activity: Activity, done: u64, total: u64) {
-        self.in_flight.retain(|(name, _)| name != package);
         let working = match activity {
             Activity::Waiting | Activity::Unpacked | Activity::Done => false,
             Activity::Unpacking => true,
@@ -115,8 +114,16 @@ impl Job {
             | Activity::Installing
             | Activity::Removing => total == 0 || done < total,
         };
-        if working {
-            self.in_flight.push((package.to_owned(), activity));
+        // Updated where it stands: first-seen order, so that two downloads do not swap
+        // places (and re-send the notice) with every signal.
+        let at = self.in_flight.iter().position(|(name, _)| name == package);
+        match (at, working) {
+            (Some(i), true) => self.in_flight[i].1 = activity,
+            (Some(i), false) => {
+                self.in_flight.remove(i);
+            }
+            (None, true) => self.in_flight.push((package.to_owned(), activity)),
+            (None, false) => {}
         }
     }
 

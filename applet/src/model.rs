@@ -837,6 +837,13 @@ mod tests {
             matches!(effects.as_slice(), [Effect::JobProgress { activity, .. }] if activity == "Downloading kate, mesa"),
             "{effects:?}"
         );
+        // Signals of the two downloads alternate: the names keep their order, and nothing is
+        // re-sent when only the order could have changed.
+        assert!(
+            m.package_progress(t, "kate", Activity::Downloading, 20, 100)
+                .is_empty()
+        );
+        assert_eq!(m.view().tooltip_body, "Downloading kate, mesa");
         // CurrentPackage names the last package started; the tooltip names both downloads.
         let mut later = job(t, "upgrade", "downloading", 42);
         later.packages.clear();

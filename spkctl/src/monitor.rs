@@ -93,8 +93,8 @@ fn label(path: &OwnedObjectPath) -> String {
     format!("transaction {n}")
 }
 
-/// `Following transaction 7: upgrade plasma, qt6 (uid 0)`.
-fn header(path: &OwnedObjectPath, kind: Kind, packages: &[String], uid: u32) -> String {
+/// `upgrade plasma, qt6`.
+fn what(kind: Kind, packages: &[String]) -> String {
     let what = if packages.is_empty() {
         match kind {
             Kind::Upgrade => " of everything upgradable".to_owned(),
@@ -103,7 +103,7 @@ fn header(path: &OwnedObjectPath, kind: Kind, packages: &[String], uid: u32) -> 
     } else {
         format!(" {}", packages.join(", "))
     };
-    format!("Following {}: {kind}{what} (uid {uid})", label(path))
+    format!("{kind}{what}")
 }
 
 /// Follow the running transactions to their ends, each shown as the command that started it
@@ -131,6 +131,8 @@ pub async fn monitor(
         return Ok(0);
     }
     let mut follows = Vec::new();
+    let mut results = Vec::new();
+    let mut failed = false;
     for (path, proxy) in active {
         // A transaction that vanished meanwhile is not followed.
         let Ok(kind) = proxy.kind().await else {
@@ -138,8 +140,27 @@ pub async fn monitor(
         };
         let packages = proxy.packages().await.unwrap_or_default();
         let uid = proxy.requester().await.unwrap_or(0);
+        let what = what(kind, &packages);
+        // Over already (it stays on the bus a while): how it ended is all there is to show.
+        if let Ok(state) = proxy.state().await
+            && state.is_final()
+        {
+            let message = proxy.error_message().await.unwrap_or_default();
+            failed |= state != State::Finished;
+            if json {
+                results.push(row(&path, state, &message));
+            } else if message.is_empty() {
+                println!("The {} ({what}, uid {uid}) has {state}.", label(&path));
+            } else {
+                println!(
+                    "The {} ({what}, uid {uid}) has {state}: {message}",
+                    label(&path)
+                );
+            }
+            continue;
+        }
         if !json {
-            println!("{}", header(&path, kind, &packages, uid));
+            println!("Following {}: {what} (uid {uid})", label(&path));
         }
         // One set of bars on the screen: the first transaction's.
         let mut display = if follows.is_empty() {
@@ -160,14 +181,15 @@ pub async fn monitor(
         });
     }
     let Some(first) = follows.first_mut() else {
-        return Ok(0);
+        if json {
+            println!("{}", serde_json::Value::Array(results));
+        }
+        return Ok(if failed { 1 } else { 0 });
     };
     let mut overall = Overall::watch(conn, &first.path, first.display.has_bars()).await?;
     overall.show(&mut first.display);
     let mut tick = tokio::time::interval(transaction::TICK);
     let mut quiet = tokio::time::Instant::now() + transaction::QUIET;
-    let mut results = Vec::new();
-    let mut failed = false;
     while follows.iter().any(|f| !f.over) {
         let next = tokio::select! {
             next = signals.next() => {
@@ -234,6 +256,15 @@ pub async fn monitor(
     Ok(if failed { 1 } else { 0 })
 }
 
+/// A transaction's line of `monitor --json`.
+fn row(path: &OwnedObjectPath, state: State, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "transaction": path.as_str(),
+        "state": state.as_str(),
+        "error-message": message,
+    })
+}
+
 /// `f` ended as `finished` says: its summary line (or JSON row).
 async fn close(
     f: &mut Follow,
@@ -254,11 +285,7 @@ async fn close(
     )
     .await;
     if json {
-        results.push(serde_json::json!({
-            "transaction": ended.path.as_str(),
-            "state": ended.state.as_str(),
-            "error-message": ended.error_message,
-        }));
+        results.push(row(&ended.path, ended.state, &ended.error_message));
     } else if ended.succeeded() {
         println!("{}", transaction::summary(f.kind, &ended));
     } else if ended.error_message.is_empty() {
@@ -295,7 +322,7 @@ pub async fn cancel(
             let f = Failure::from(e);
             Failure::failed(format!("cannot cancel {path}: {}", f.message))
         })?;
-        println!("Cancelling {path}");
+        println!("Cancelling {}", label(&path));
     }
     Ok(0)
 }

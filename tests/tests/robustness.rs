@@ -82,7 +82,7 @@ async fn spkctl_cancel_stops_a_transaction_started_elsewhere() {
     assert!(
         cancel
             .stdout
-            .contains(&format!("Cancelling {}", path.as_str())),
+            .contains(&format!("Cancelling transaction {number}")),
         "{cancel}"
     );
     let out = tokio::time::timeout(Duration::from_secs(20), installing.wait_with_output())

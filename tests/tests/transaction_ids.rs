@@ -151,10 +151,8 @@ async fn monitor_and_cancel_take_the_number_history_shows() {
     assert!(
         monitor
             .stdout
-            .contains(&format!("Following {}: ", path.as_str()))
-            && monitor
-                .stdout
-                .contains(&format!("{}: finished", path.as_str())),
+            .contains(&format!("Following transaction {id}: install plasma"))
+            && monitor.stdout.contains("Installed 1 package (plasma 1)"),
         "{monitor}"
     );
     let out = installing.wait_with_output().await.expect("spkctl install");
@@ -164,9 +162,9 @@ async fn monitor_and_cancel_take_the_number_history_shows() {
     let again = env.spkctl(&["monitor", &id]).await;
     again.assert_success();
     assert!(
-        again
-            .stdout
-            .contains(&format!("{}: finished", path.as_str())),
+        again.stdout.contains(&format!(
+            "The transaction {id} (install plasma, uid 0) has finished."
+        )),
         "{again}"
     );
     let unknown = env.spkctl(&["monitor", "999999"]).await;
@@ -201,7 +199,7 @@ async fn monitor_and_cancel_take_the_number_history_shows() {
     assert!(
         cancel
             .stdout
-            .contains(&format!("Cancelling {}", path.as_str())),
+            .contains(&format!("Cancelling transaction {id}")),
         "{cancel}"
     );
     let out = tokio::time::timeout(Duration::from_secs(20), upgrading.wait_with_output())
