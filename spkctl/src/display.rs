@@ -62,8 +62,20 @@ pub struct Display {
     started: Instant,
 }
 
+/// `257.32 KiB`. Never four digits before the point (`1021.95 KiB` is `1.00 MiB`), so that a
+/// column of figures keeps its width and reads at a glance.
 pub fn human_bytes(n: u64) -> String {
-    indicatif::BinaryBytes(n).to_string()
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
 }
 
 /// What the bytes of a transaction were: (downloaded, taken from the cache).

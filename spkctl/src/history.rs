@@ -191,7 +191,7 @@ fn short_reason(error: &str) -> Vec<String> {
 
 /// Lay `units` out in lines of at most `room` characters: a unit whole when it fits on a line
 /// of its own, else broken between its words; a word longer than `room` stays whole.
-fn wrap(units: &[Vec<String>], room: usize) -> Vec<String> {
+pub(crate) fn wrap(units: &[Vec<String>], room: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     let mut put = |line: &mut String, word: &str| {

@@ -207,7 +207,7 @@ async fn dispatch(
         } else if ended.succeeded() && ended.done.is_empty() && held_only(&ended) {
             println!("Nothing to do: every update is held back.");
         } else if ended.succeeded() {
-            println!("{}", transaction::summary(kind, &ended));
+            println!("{}", packages::fit(&transaction::summary(kind, &ended)));
         }
         for n in &ended.notices {
             if n.kind == NoticeKind::Hook {

@@ -287,7 +287,10 @@ async fn close(
     if json {
         results.push(row(&ended.path, ended.state, &ended.error_message));
     } else if ended.succeeded() {
-        println!("{}", transaction::summary(f.kind, &ended));
+        println!(
+            "{}",
+            crate::packages::fit(&transaction::summary(f.kind, &ended))
+        );
     } else if ended.error_message.is_empty() {
         println!("The {} {}.", label(&f.path), ended.state);
     } else {

@@ -40,6 +40,16 @@ pub(crate) fn terminal_width() -> usize {
     100
 }
 
+/// `line` broken between words to fit the terminal (the terminal itself would break a word
+/// anywhere); unchanged when stdout is not a terminal.
+pub(crate) fn fit(line: &str) -> String {
+    if !std::io::stdout().is_terminal() {
+        return line.to_owned();
+    }
+    let words: Vec<Vec<String>> = line.split(' ').map(|w| vec![w.to_owned()]).collect();
+    crate::history::wrap(&words, terminal_width()).join("\n")
+}
+
 /// A table that fits the terminal: the description column takes what is left.
 pub fn table(packages: &[PackageRow]) -> String {
     let headers = ["NAME", "STATE", "INSTALLED", "AVAILABLE", "SIZE"];

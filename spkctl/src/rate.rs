@@ -109,6 +109,15 @@ mod tests {
     }
 
     #[test]
+    fn sizes_never_have_four_digits_before_the_point() {
+        assert_eq!(human_bytes(188), "188 B");
+        assert_eq!(human_bytes(263_500), "257.32 KiB");
+        assert_eq!(human_bytes(1_046_478), "1.00 MiB");
+        assert_eq!(human_bytes(1_000), "0.98 KiB");
+        assert_eq!(human_bytes(9_447_850), "9.01 MiB");
+    }
+
+    #[test]
     fn durations_read_as_a_clock() {
         assert_eq!(clock(Duration::from_millis(7900)), "0:07");
         assert_eq!(clock(Duration::from_secs(754)), "12:34");
