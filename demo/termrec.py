@@ -5,13 +5,14 @@ Usage: termrec.py [options] -- PROGRAM ARGS...
 
 The program runs on a real pseudo-terminal of --cols x --rows (TERM=xterm-256color, COLUMNS and
 LINES set, NO_COLOR unset), so it draws as it would for a person; --answer PROMPT=TEXT types
-TEXT and Enter once PROMPT has been shown. Everything it writes is replayed through a small
+TEXT and Enter once PROMPT has been shown (TEXT `^C` presses Ctrl-C instead). Everything it writes is replayed through a small
 terminal emulator (carriage returns, line feeds, backspace, tabs, and the CSI cursor, save and
 erase sequences progress bars use; colours and other modes are dropped) and --out gets --frames
-screens taken at even times between the last answer and the end (those that differ from the
+screens taken at even times between the first answer and the end (those that differ from the
 screen at the answer, the final one and each other), then the final screen.
 
-Exits non-zero, with what the terminal showed, if the program fails or runs past --timeout,
+Exits non-zero, with what the terminal showed, if the program exits with another code than
+--code (0) or runs past --timeout,
 or if there is no such frame (nothing was drawn between the answer and the end).
 """
 
@@ -209,13 +210,15 @@ def record(argv, cols, rows, answers, timeout):
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     os.close(slave)
-    chunks, shown, answered_at = [], b"", start
+    # Frames start at the first answer: later ones (Ctrl-C, a second question) are part of
+    # what they show.
+    chunks, shown, answered_at = [], b"", None
     pending = list(answers)
     while True:
         if time.monotonic() - start > timeout:
             child.kill()
             child.wait()
-            return None, chunks, answered_at - start, [prompt for prompt, _ in pending]
+            return None, chunks, (answered_at or start) - start, [p for p, _ in pending]
         ready, _, _ = select.select([master], [], [], 0.1)
         if not ready:
             continue
@@ -231,10 +234,11 @@ def record(argv, cols, rows, answers, timeout):
         if pending and pending[0][0].encode() in shown:
             prompt, reply = pending.pop(0)
             shown = b""
-            os.write(master, reply.encode() + b"\r")
-            answered_at = now
+            # `^C` is the key itself (the terminal turns it into SIGINT), not a typed line.
+            os.write(master, b"\x03" if reply == "^C" else reply.encode() + b"\r")
+            answered_at = answered_at or now
     os.close(master)
-    return child.wait(), chunks, answered_at - start, [prompt for prompt, _ in pending]
+    return child.wait(), chunks, (answered_at or start) - start, [p for p, _ in pending]
 
 
 def frames(chunks, cols, rows, prompt, since, count):
@@ -265,6 +269,7 @@ def main():
     parser.add_argument("--prompt", default="", help="a shell prompt line shown first")
     parser.add_argument("--header", default="", help="text written before the frames")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--code", type=int, default=0, help="the exit code expected")
     parser.add_argument("--out", required=True)
     parser.add_argument("argv", nargs="+")
     args = parser.parse_args()
@@ -273,7 +278,7 @@ def main():
     code, chunks, since, unseen = record(args.argv, args.cols, args.rows, answers, args.timeout)
     shots = frames(chunks, args.cols, args.rows, args.prompt, since, args.frames)
     final = shots[-1][1]
-    if code != 0:
+    if code != args.code:
         what = "ran past the timeout" if code is None else f"exited with {code}"
         if unseen:
             what += f" (it never showed {unseen[0]!r})"
