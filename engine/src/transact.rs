@@ -306,19 +306,7 @@ impl Engine {
                 outcome.changed.extend(changes);
                 return Ok(outcome);
             }
-            let mut pre = crate::hooks::Changes::default();
-            for p in &removes {
-                record_change(&mut pre, &p.name, Some(p), None);
-            }
-            self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
-                .await?;
-            let mut post = crate::hooks::Changes::default();
-            let result = self.remove_all(removes, changes, work, &mut post);
-            let hooked = self
-                .run_hooks(crate::hooks::When::PostTransaction, &post, work)
-                .await;
-            result?;
-            hooked?;
+            self.remove_hooked(removes, changes, work).await?;
             outcome.changed = work.done.clone();
         }
         Ok(outcome)
@@ -333,28 +321,39 @@ impl Engine {
             });
         }
         let packages = self.removals(req)?;
-        let mut pre = crate::hooks::Changes::default();
-        for p in &packages {
-            record_change(&mut pre, &p.name, Some(p), None);
-        }
         work.reporter.plan(&[], packages.len());
         for p in &packages {
             work.reporter.stage(&p.name, Stage::Waiting, 0, 1);
         }
         work.reporter.state(TxState::Installing);
-        self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
-            .await?;
-        let mut post = crate::hooks::Changes::default();
-        let result = self.remove_all(packages, changed, work, &mut post);
-        let hooked = self
-            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
-            .await;
-        result?;
-        hooked?;
+        self.remove_hooked(packages, changed, work).await?;
         Ok(Outcome {
             changed: work.done.clone(),
             ..Outcome::default()
         })
+    }
+
+    /// Remove `packages` between the pre- and post-transaction hooks their files trigger. A
+    /// failed removal still runs the post-transaction hooks for what did go.
+    async fn remove_hooked(
+        &self,
+        packages: Vec<InstalledPackage>,
+        changes: Vec<Change>,
+        work: &mut Work<'_>,
+    ) -> Result<()> {
+        let mut pre = crate::hooks::Changes::default();
+        for p in &packages {
+            record_change(&mut pre, &p.name, Some(p), None);
+        }
+        self.run_hooks(crate::hooks::When::PreTransaction, &pre, work)
+            .await?;
+        let mut post = crate::hooks::Changes::default();
+        let result = self.remove_all(packages, changes, work, &mut post);
+        let hooked = self
+            .run_hooks(crate::hooks::When::PostTransaction, &post, work)
+            .await;
+        result?;
+        hooked
     }
 
     /// Remove `packages` in turn; `post` collects what went, for the post-transaction hooks.

@@ -273,11 +273,20 @@ impl RollCall {
         else {
             return;
         };
-        self.last.retain(|(name, ..)| name != package);
-        if *stage != Stage::Done {
-            let now = std::time::Instant::now();
-            self.last
-                .push((package.clone(), *stage, *done, *total, now));
+        let now = std::time::Instant::now();
+        match self.last.iter().position(|(name, ..)| name == package) {
+            Some(i) if *stage == Stage::Done => {
+                self.last.remove(i);
+            }
+            Some(i) => {
+                let (_, s, d, t, at) = &mut self.last[i];
+                (*s, *d, *t, *at) = (*stage, *done, *total, now);
+            }
+            None if *stage != Stage::Done => {
+                self.last
+                    .push((package.clone(), *stage, *done, *total, now));
+            }
+            None => {}
         }
     }
 
