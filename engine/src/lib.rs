@@ -44,6 +44,7 @@ pub mod sysusers;
 mod transact;
 pub mod unpack;
 pub mod verify;
+pub mod writeback;
 
 pub use change::Change;
 pub use engine::Engine;

@@ -150,6 +150,7 @@ impl Engine {
             Action::ApplyPrepared => self.apply_prepared(&mut work).await,
             _ => self.install(req, failures, &mut work).await,
         };
+        let clock = std::time::Instant::now();
         self.clear_staging();
         // Still holding the root: no other transaction writes the dump meanwhile.
         if !work.done.is_empty()
@@ -157,6 +158,10 @@ impl Engine {
         {
             tracing::warn!(error = %e, "could not write the plain-text dump");
         }
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            "staging cleared, dump written"
+        );
         result
     }
 

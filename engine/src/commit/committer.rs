@@ -18,6 +18,7 @@ use crate::failpoint;
 use crate::live::{Live, Tree, split};
 use crate::mounts::{self, MountTable};
 use crate::notice::Notice;
+use crate::writeback::{self, Durability};
 
 pub struct Committer<'a> {
     pub root: &'a Path,
@@ -54,6 +55,7 @@ impl Committer<'_> {
             read_modes: Vec::new(),
         };
         let mut notices = plan.notices;
+        let clock = std::time::Instant::now();
         let mounts = MountTable::read();
         self.check_space(&name, &plan.copies, &mounts)?;
         let mut tree = self.tree()?;
@@ -71,7 +73,7 @@ impl Committer<'_> {
         ) {
             Ok(p) => p,
             Err(e) => {
-                self.remove_areas(&intent);
+                self.remove_areas(&intent.areas);
                 self.db.abandon(&name)?;
                 return Err(e);
             }
@@ -83,13 +85,15 @@ impl Committer<'_> {
             .map(|(_, path)| path.clone())
             .collect();
         if let Err(e) = apply::record_inodes(&mut tree, &mut intent.steps) {
-            self.remove_areas(&intent);
+            self.remove_areas(&intent.areas);
             self.db.abandon(&name)?;
             return Err(Error::io(format!("{name}: staging {}", e.path), e.error));
         }
         failpoint::hit("commit.before-journal");
+        let prepared_ms = clock.elapsed().as_millis() as u64;
         intent.phase = Phase::Placing;
         self.db.begin(&name, &intent)?;
+        let journaled_ms = clock.elapsed().as_millis() as u64;
         let placed = apply::forward(&mut tree, &intent.steps, || {
             if failpoint::error("commit.mid-place") {
                 return Err(StepError {
@@ -119,6 +123,13 @@ impl Committer<'_> {
             });
         }
         failpoint::hit("commit.after-place");
+        tracing::debug!(
+            package = %name,
+            prepared_ms,
+            journaled_ms,
+            placed_ms = clock.elapsed().as_millis() as u64,
+            "commit placed"
+        );
         notices.extend(self.finish(&mut tree, intent)?);
         Ok(notices)
     }
@@ -161,8 +172,10 @@ impl Committer<'_> {
             }
         }
         set_dir_times(tree, &intent);
+        let clock = std::time::Instant::now();
         // The renames must be durable before the journal entry that could redo them changes.
         self.sync(&intent)?;
+        let synced_ms = clock.elapsed().as_millis() as u64;
         failpoint::hit("commit.before-complete");
         let gone: &[crate::manifest::FileRecord] = match intent.action {
             IntentAction::Install => &intent.dropped,
@@ -179,19 +192,44 @@ impl Committer<'_> {
             },
             &next,
         )?;
-        self.cleanup(tree, &next)
+        let recorded_ms = clock.elapsed().as_millis() as u64;
+        let notices = self.cleanup(tree, &next)?;
+        tracing::debug!(
+            package = %intent.package_name(),
+            synced_ms,
+            recorded_ms,
+            cleaned_ms = clock.elapsed().as_millis() as u64,
+            "commit finished"
+        );
+        Ok(notices)
     }
 
-    /// Flush every file system the commit renamed on: the root's, staging's and those of
-    /// the areas on other file systems.
+    /// Make the commit's renames durable: on the root's file system the directories they
+    /// changed (when it orders its metadata: [`writeback`]), else every file system the commit
+    /// renamed on, whole: the root's, staging's and those of the areas on other file systems.
     fn sync(&self, intent: &Intent) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
+        let device_of = |dir: &Path| std::fs::metadata(dir).map(|m| m.dev()).ok();
+        let mut synced = HashSet::new();
+        if writeback::durability(self.root) == Durability::Targeted {
+            let changed = intent
+                .steps
+                .iter()
+                .flat_map(|s| [&s.live, &s.staged, &s.backup])
+                .filter(|p| !p.is_empty())
+                .map(String::as_str);
+            writeback::sync_dirs(self.root, changed).map_err(|e| {
+                Error::io(
+                    format!("syncing the renames under {}", self.root.display()),
+                    e,
+                )
+            })?;
+            synced.insert(device_of(self.root));
+        }
         let mut dirs = vec![self.root.to_path_buf()];
         dirs.extend(intent.areas.iter().map(|a| existing_ancestor(self.root, a)));
-        let mut synced = HashSet::new();
         for dir in dirs {
-            let device = std::fs::metadata(&dir).map(|m| m.dev()).ok();
-            if synced.insert(device) {
+            if synced.insert(device_of(&dir)) {
                 sync_filesystem(&dir)
                     .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
             }
@@ -209,13 +247,16 @@ impl Committer<'_> {
         let owners = self.db.ownership()?;
         let cleaned = cleanup::remove(tree, name, gone, &owners)?;
         drop(owners);
-        self.remove_areas(intent);
+        // The first area is the package's staging, which the end of the transaction clears
+        // with the rest of staging, off the user's wait (it holds the replaced version's
+        // files); what it leaves after a crash goes with staging at the next start.
+        self.remove_areas(&intent.areas[intent.areas.len().min(1)..]);
         self.db.finish(name, &cleaned.removed_dirs)?;
         Ok(cleaned.notices)
     }
 
-    fn remove_areas(&self, intent: &Intent) {
-        for area in &intent.areas {
+    fn remove_areas(&self, areas: &[String]) {
+        for area in areas {
             let path = self.root.join(area);
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => {}
@@ -236,7 +277,7 @@ impl Committer<'_> {
             tracing::warn!(package = %name, error = %e, "could not journal the rollback");
         }
         let failed = apply::rollback(tree, &intent.steps);
-        self.remove_areas(intent);
+        self.remove_areas(&intent.areas);
         if failed.is_empty() {
             if let Err(e) = self.db.abandon(&name) {
                 tracing::warn!(package = %name, error = %e, "could not drop the journal entry");
@@ -271,7 +312,7 @@ impl Committer<'_> {
             match intent.phase {
                 Phase::Preparing => {
                     tracing::warn!(package = %name, tx = intent.tx, "dropping a commit interrupted before it began");
-                    self.remove_areas(&intent);
+                    self.remove_areas(&intent.areas);
                     self.db.abandon(&name)?;
                 }
                 Phase::Placing => {
