@@ -86,6 +86,7 @@ impl Engine {
         let mut pending = plan.into_iter();
         let mut running = tokio::task::JoinSet::new();
         let mut staged = Vec::new();
+        let mut flushing = false;
         loop {
             // Start packages in plan order (largest first) while slots are free.
             while running.len() < slots
@@ -121,7 +122,18 @@ impl Engine {
                 ))
             });
             match result {
-                Ok(s) => staged.push(s),
+                Ok(s) => {
+                    staged.push(s);
+                    if unpack && !flushing && pending.len() == 0 && running.len() == 1 {
+                        // One package left, and a core to spare: what is staged starts on its
+                        // way to disk now, so that the commit's flush waits only for the rest.
+                        flushing = true;
+                        let staging = self.layout.root.join(&self.staging);
+                        tokio::task::spawn_blocking(move || {
+                            let _ = crate::commit::sync_filesystem(&staging);
+                        });
+                    }
+                }
                 Err(e) => {
                     // One failure fails the transaction before anything is committed.
                     stream_cancel.cancel();
