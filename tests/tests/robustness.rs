@@ -340,3 +340,50 @@ async fn malformed_arguments_are_refused_as_invalid_args() {
     env.spkctl(&["install", "plasma"]).await.assert_success();
     assert_eq!(client.list_packages().await[0]["state"], "installed");
 }
+
+/// An upgrade's replaced files (kept as backups until the new version is recorded) go after
+/// the transaction, with the rest of staging, on a thread of spkd's own: nothing of them is
+/// left in `var/lib/spk`, and staging moved aside when spkd was stopped goes at its next start.
+#[tokio::test]
+async fn an_upgrade_leaves_no_staging_behind_and_a_restart_clears_what_was_moved_aside() {
+    let mut env = Env::new(&Repo::new().with(plasma("1", 64 * 1024))).await;
+    env.spkctl(&["install", "plasma"]).await.assert_success();
+    env.publish(&Repo::new().with(plasma("2", 64 * 1024)));
+
+    env.spkctl(&["upgrade"]).await.assert_success();
+
+    env.assert_file("usr/share/plasma/version", b"2\n", 0o644);
+    let root = env.path("");
+    let listing = |dir: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(root.join(dir))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !listing("var/lib/spk/trash").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        listing("var/lib/spk/trash"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        listing("var/lib/spk/staging"),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // What a stop (or crash) left moved aside: a replaced version's file among it.
+    let left = env.path("var/lib/spk/trash/123-0/1/plasma/backup/usr/lib");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("libplasma.so"), b"old").unwrap();
+    env.restart_spkd().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !listing("var/lib/spk/trash").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        listing("var/lib/spk/trash"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    env.spkctl(&["verify"]).await.assert_success();
+}
