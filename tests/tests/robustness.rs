@@ -359,14 +359,7 @@ async fn an_upgrade_leaves_no_staging_behind_and_a_restart_clears_what_was_moved
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !listing("var/lib/spk/trash").is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        listing("var/lib/spk/trash"),
-        Vec::<std::path::PathBuf>::new()
-    );
+    assert_emptied(&listing, "var/lib/spk/trash").await;
     assert_eq!(
         listing("var/lib/spk/staging"),
         Vec::<std::path::PathBuf>::new()
@@ -377,13 +370,15 @@ async fn an_upgrade_leaves_no_staging_behind_and_a_restart_clears_what_was_moved
     std::fs::create_dir_all(&left).unwrap();
     std::fs::write(left.join("libplasma.so"), b"old").unwrap();
     env.restart_spkd().await;
+    assert_emptied(&listing, "var/lib/spk/trash").await;
+    env.spkctl(&["verify"]).await.assert_success();
+}
+
+/// Wait (up to 10 s: the deletion runs on a thread of spkd's own) until `dir` holds nothing.
+async fn assert_emptied(listing: &impl Fn(&str) -> Vec<std::path::PathBuf>, dir: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !listing("var/lib/spk/trash").is_empty() && std::time::Instant::now() < deadline {
+    while !listing(dir).is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        listing("var/lib/spk/trash"),
-        Vec::<std::path::PathBuf>::new()
-    );
-    env.spkctl(&["verify"]).await.assert_success();
+    assert_eq!(listing(dir), Vec::<std::path::PathBuf>::new(), "{dir}");
 }
