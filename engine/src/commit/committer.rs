@@ -250,7 +250,7 @@ impl Committer<'_> {
         // The first area is the package's staging, which the end of the transaction clears
         // with the rest of staging, off the user's wait (it holds the replaced version's
         // files); what it leaves after a crash goes with staging at the next start.
-        self.remove_areas(&intent.areas[intent.areas.len().min(1)..]);
+        self.remove_areas(intent.areas.get(1..).unwrap_or_default());
         self.db.finish(name, &cleaned.removed_dirs)?;
         Ok(cleaned.notices)
     }
