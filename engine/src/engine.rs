@@ -30,6 +30,8 @@ pub struct Engine {
     pub(crate) modify: tokio::sync::Mutex<()>,
     /// Held by [`Engine::refresh`]: one refresh at a time.
     pub(crate) refreshing: tokio::sync::Mutex<()>,
+    /// Threads deleting staging moved aside ([`Engine::finish_background`] waits for them).
+    pub(crate) sweeping: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -83,6 +85,7 @@ impl Engine {
             catalog: RwLock::new(catalog),
             modify: tokio::sync::Mutex::new(()),
             refreshing: tokio::sync::Mutex::new(()),
+            sweeping: std::sync::Mutex::new(Vec::new()),
         };
         engine.convert_database()?;
         engine.recover()?;
@@ -137,6 +140,18 @@ impl Engine {
     /// Whether a modifying transaction holds the root right now.
     pub fn busy(&self) -> bool {
         self.modify.try_lock().is_err()
+    }
+
+    /// Wait for what the engine left running in the background (deleting staging moved aside),
+    /// before the process exits: a root prepared by `spkctl --root` must not keep it.
+    pub fn finish_background(&self) {
+        let threads = match self.sweeping.lock() {
+            Ok(mut threads) => std::mem::take(&mut *threads),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for thread in threads {
+            let _ = thread.join();
+        }
     }
 
     /// Root-relative directory of package `name`'s staging in transaction `tx` (its tree is

@@ -1,7 +1,8 @@
 //! Named crash points for the crash-safety tests. `SPKD_FAILPOINTS=a,b` makes spkd abort (as a
 //! power cut or `kill -9` would: no destructors, no cleanup) when it reaches point `a` or `b`;
 //! `NAME=panic` panics there instead, to test that a panic fails only its transaction;
-//! `NAME=error` makes the step there fail as an I/O error would (where [`error`] is asked).
+//! `NAME=error` makes the step there fail as an I/O error would (where [`error`] is asked);
+//! `NAME=pause` makes it take a second longer (where [`pause`] is asked).
 //! Unset (always, in production), a check is one load of an empty list.
 
 use std::sync::OnceLock;
@@ -42,4 +43,15 @@ pub fn error(name: &str) -> bool {
     active()
         .iter()
         .any(|p| p.strip_suffix("=error") == Some(name))
+}
+
+/// Sleep a second if the point `name` is armed with `NAME=pause` (work that must not be cut
+/// short, made slow enough for a test to see whether it was).
+pub fn pause(name: &str) {
+    if active()
+        .iter()
+        .any(|p| p.strip_suffix("=pause") == Some(name))
+    {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }

@@ -50,8 +50,14 @@ impl Engine {
         let spawned = std::thread::Builder::new()
             .name("spkd-trash".into())
             .spawn(move || empty_trash(&trash));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start clearing the staging area");
+        match spawned {
+            Ok(thread) => {
+                if let Ok(mut threads) = self.sweeping.lock() {
+                    threads.retain(|t| !t.is_finished());
+                    threads.push(thread);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not start clearing the staging area"),
         }
     }
 }
@@ -67,6 +73,7 @@ fn empty_trash(trash: &std::path::Path) {
         return;
     };
     for entry in entries.flatten() {
+        crate::failpoint::pause("trash.delete");
         // Another sweep may be deleting the same entry: what it leaves goes at the next one.
         if let Err(e) = std::fs::remove_dir_all(entry.path())
             && e.kind() != std::io::ErrorKind::NotFound

@@ -137,7 +137,9 @@ async fn run(args: Args, work: tokio::runtime::Handle) -> Result<ExitCode, Strin
     }
 
     if args.apply_offline_update {
-        return offline_update::apply(engine).await;
+        let applied = offline_update::apply(engine.clone()).await;
+        tokio::task::block_in_place(|| engine.finish_background());
+        return applied;
     }
     let shutdown = CancellationToken::new();
     let manager = bus::manager::Manager::new(engine.clone(), shutdown.clone(), work);
@@ -200,6 +202,7 @@ async fn stop(engine: &Engine, shutdown: &CancellationToken) {
     while engine.busy() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::task::block_in_place(|| engine.finish_background());
 }
 
 async fn wait_for_termination() -> Result<(), String> {

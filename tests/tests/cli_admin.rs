@@ -78,8 +78,9 @@ async fn root_install_works_with_no_bus_at_all() {
     let root = dir.path().join("target");
     std::fs::create_dir_all(root.join("etc/spk")).unwrap();
     std::fs::write(root.join("etc/spk/spk.toml"), index_config(&server)).unwrap();
-    let run = |args: &[&str]| {
+    let run_with = |env: &[(&str, &str)], args: &[&str]| {
         let out = std::process::Command::new(binary("spkctl"))
+            .envs(env.iter().copied())
             .arg("--root")
             .arg(&root)
             .args(["--no-progress", "--yes"])
@@ -101,6 +102,7 @@ async fn root_install_works_with_no_bus_at_all() {
         );
         (out, text)
     };
+    let run = |args: &[&str]| run_with(&[], args);
 
     let (out, text) = run(&["install", "plasma", "qt6"]);
 
@@ -136,6 +138,22 @@ async fn root_install_works_with_no_bus_at_all() {
     );
     let (out, text) = run(&["verify"]);
     assert_eq!(out.status.code(), Some(0), "{text}");
+    // An upgrade: the replaced version's files go before the private spkd exits, not with a
+    // thread killed on the way (the root may be an image about to be packed).
+    Repo::new().with(plasma("2")).with(qt6()).publish(&server);
+    // Deleting them made slow: a second more.
+    let (out, text) = run_with(&[("SPKD_FAILPOINTS", "trash.delete=pause")], &["upgrade"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        std::fs::read(root.join("usr/share/plasma/version")).unwrap(),
+        b"2\n"
+    );
+    for dir in ["var/lib/spk/trash", "var/lib/spk/staging"] {
+        let left: Vec<_> = std::fs::read_dir(root.join(dir))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir} keeps {left:?}\n{text}");
+    }
     let (out, text) = run(&["remove", "qt6"]);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!root.join("usr/lib/libQt6Core.so.6").exists());
