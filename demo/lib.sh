@@ -106,3 +106,14 @@ CONF
   cat "$work/spkd.log" >&2
   return 1
 }
+
+# A root with plasma, qt6 and mesa-graphics 1.0-1 installed through spkd, and release 2.0-1
+# published, served at 1 MiB/s per tarball: an upgrade waiting to be recorded.
+upgrade_waiting() {
+  make_release "$work/repo" 1.0-1
+  serve_repo "$work/repo" $((1024 * 1024))
+  start_spkd
+  "$bin/spkctl" install --yes plasma qt6 mesa-graphics >/dev/null
+  # A new release; `spkctl upgrade` refreshes before it shows the plan.
+  make_release "$work/repo" 2.0-1
+}

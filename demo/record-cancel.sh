@@ -11,11 +11,7 @@ source demo/lib.sh
 out=${1:-docs/spkctl-cancel.txt}
 demo_init debug
 
-make_release "$work/repo" 1.0-1
-serve_repo "$work/repo" $((1024 * 1024))
-start_spkd
-"$bin/spkctl" install --yes plasma qt6 mesa-graphics >/dev/null
-make_release "$work/repo" 2.0-1
+upgrade_waiting
 
 python3 demo/termrec.py --cols 96 --rows 30 --frames 3 --code 1 \
   --answer 'Proceed?=y' --answer 'total 0:01=^C' --answer 'Cancel=y' \

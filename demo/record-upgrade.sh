@@ -12,12 +12,7 @@ source demo/lib.sh
 out=${1:-docs/spkctl-upgrade.txt}
 demo_init debug
 
-make_release "$work/repo" 1.0-1
-serve_repo "$work/repo" $((1024 * 1024))
-start_spkd
-"$bin/spkctl" install --yes plasma qt6 mesa-graphics >/dev/null
-# A new release; `spkctl upgrade` refreshes before it shows the plan.
-make_release "$work/repo" 2.0-1
+upgrade_waiting
 
 mkdir -p "$(dirname "$out")"
 python3 demo/termrec.py --cols 96 --rows 30 --answer 'Proceed?=y' --frames 3 \

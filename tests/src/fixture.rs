@@ -230,6 +230,28 @@ impl Env {
             .expect("spawn spkctl")
     }
 
+    /// Start `spkctl ARGS` (see [`Env::spawn_spkctl`]) with the download of `tarball` held for
+    /// `stall` once, and wait until it is held: the child and the path of its transaction.
+    pub async fn spawn_held(
+        &self,
+        args: &[&str],
+        tarball: &str,
+        stall: std::time::Duration,
+    ) -> (tokio::process::Child, zbus::zvariant::OwnedObjectPath) {
+        self.server
+            .set_fault_times(tarball, crate::http::Fault::Stall(stall), 1);
+        let child = self.spawn_spkctl(args);
+        self.server.wait_for_gets(tarball, 1).await;
+        let path = self
+            .client()
+            .await
+            .transactions()
+            .await
+            .pop()
+            .expect("a running transaction");
+        (child, path)
+    }
+
     /// Run `spkctl --bus ADDR --no-progress --yes --json ARGS`.
     pub async fn spkctl_json(&self, args: &[&str]) -> CtlOutput {
         let mut all = vec!["--json"];

@@ -235,17 +235,13 @@ async fn monitor_follows_a_transaction_started_by_another_client() {
     idle.assert_success();
     assert!(idle.stdout.contains("No transaction is running."), "{idle}");
 
-    env.server
-        .set_fault_times(PLASMA_TARBALL, Fault::Stall(Duration::from_secs(3)), 1);
-    let installing = env.spawn_spkctl(&["install", "plasma"]);
-    env.server.wait_for_gets(PLASMA_TARBALL, 1).await;
-    let path = env
-        .client()
-        .await
-        .transactions()
-        .await
-        .pop()
-        .expect("a running transaction");
+    let (installing, path) = env
+        .spawn_held(
+            &["install", "plasma"],
+            PLASMA_TARBALL,
+            Duration::from_secs(3),
+        )
+        .await;
 
     let (plain, json) = tokio::join!(env.spkctl(&["monitor"]), env.spkctl_json(&["monitor"]));
 

@@ -132,17 +132,13 @@ async fn a_transaction_keeps_its_number_in_the_history_and_across_a_restart() {
 #[tokio::test]
 async fn monitor_and_cancel_take_the_number_history_shows() {
     let env = Env::new(&Repo::new().with(plasma("1"))).await;
-    env.server
-        .set_fault_times(PLASMA_TARBALL, Fault::Stall(Duration::from_secs(3)), 1);
-    let installing = env.spawn_spkctl(&["install", "plasma"]);
-    env.server.wait_for_gets(PLASMA_TARBALL, 1).await;
-    let path = env
-        .client()
-        .await
-        .transactions()
-        .await
-        .pop()
-        .expect("a running transaction");
+    let (installing, path) = env
+        .spawn_held(
+            &["install", "plasma"],
+            PLASMA_TARBALL,
+            Duration::from_secs(3),
+        )
+        .await;
     let id = number(path.as_str()).to_string();
 
     let monitor = env.spkctl(&["monitor", &id]).await;
